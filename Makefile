@@ -1,0 +1,76 @@
+# osbuilder — `make image`, `make run`, `make test` (see README.md)
+SHELL := /bin/bash
+BOARD ?= qemu-amd64
+OUT ?= out
+VERSION ?=
+FORMAT ?=
+CONFIG ?=
+K3S_VERSION ?=
+K3S_CHANNEL ?=
+K3S_DIR ?=
+ACCEL ?= tcg
+VENV := .venv
+PY := $(VENV)/bin/python
+OSB := $(VENV)/bin/osbuilder
+
+# Debian packages the build, the tests and `make run` need on the host.
+HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
+	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
+	ca-certificates git
+
+BUILD_ARGS := --board $(BOARD) --out $(OUT) \
+	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \
+	$(if $(CONFIG),--config $(CONFIG)) $(if $(K3S_VERSION),--k3s-version $(K3S_VERSION)) \
+	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR))
+
+.PHONY: help deps venv image run test test-all unit lint bench clean
+
+help:
+	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
+	@echo "make run     boot the image of BOARD in QEMU, console here (quit: Ctrl-A X)"
+	@echo "make test    lint + unit + integration + representative QEMU boots"
+	@echo "make test-all  everything, including the slow QEMU and board legs"
+	@echo "make bench   build and boot figures"
+
+deps:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing host packages: $$missing (run: sudo make deps)"; exit 1; fi; \
+		echo "installing host packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+image: deps venv
+	$(OSB) build $(BUILD_ARGS)
+
+run: venv
+	OSB_QEMU_ACCEL=$(ACCEL) $(OSB) run --board $(BOARD) \
+		$$(ls -t $(OUT)/osbuilder-$(BOARD)-*.img | grep -v '\.run\.img$$' | head -1)
+
+lint: venv
+	$(VENV)/bin/ruff check osbuilder tests bench
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test: deps venv lint
+	$(VENV)/bin/pytest -m 'not slow' tests
+
+test-all: deps venv lint
+	$(VENV)/bin/pytest tests
+
+bench: deps venv
+	$(PY) bench/bench.py
+
+clean:
+	rm -rf $(OUT) $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from osbuilder.cli import main
+
+sys.exit(main())

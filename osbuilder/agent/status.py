@@ -1,0 +1,108 @@
+"""What `osbuilder-agent status` reports: booted slot, image version, root and data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class MountFact:
+    source: str
+    fstype: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class Status:
+    slot: str | None
+    version: str | None
+    board: str | None
+    root: MountFact | None
+    data: MountFact | None
+    data_fs_bytes: int | None
+    data_part_bytes: int | None
+    disk_bytes: int | None
+
+    def oneline(self) -> str:
+        def mnt(m: MountFact | None) -> str:
+            return f"{m.source}:{m.fstype}:{'ro' if m.read_only else 'rw'}" if m else "-"
+
+        def gib(n: int | None) -> str:
+            return f"{n / 2**30:.2f}GiB" if n is not None else "-"
+
+        return (
+            f"osbuilder-agent: status slot={self.slot or '-'} version={self.version or '-'} "
+            f"board={self.board or '-'} root={mnt(self.root)} data={mnt(self.data)} "
+            f"data_fs={gib(self.data_fs_bytes)} data_part={gib(self.data_part_bytes)} "
+            f"disk={gib(self.disk_bytes)}"
+        )
+
+
+def cmdline_args(text: str) -> dict[str, str]:
+    out = {}
+    for arg in text.split():
+        key, _, value = arg.partition("=")
+        out[key] = value
+    return out
+
+
+def os_release(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            out[key.strip()] = value.strip().strip('"')
+    return out
+
+
+def find_mount(mountinfo: str, target: str) -> MountFact | None:
+    """The last (topmost) mount at target, from /proc/self/mountinfo text."""
+    found = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or fields[4] != target:
+            continue
+        sep = fields.index("-")
+        opts = fields[5].split(",")
+        found = MountFact(source=fields[sep + 2], fstype=fields[sep + 1], read_only="ro" in opts)
+    return found
+
+
+def block_size_bytes(dev: str, sys_block: Path = Path("/sys/class/block")) -> int | None:
+    p = sys_block / os.path.basename(dev) / "size"
+    return int(p.read_text()) * 512 if p.is_file() else None
+
+
+def parent_disk(dev: str, sys_block: Path = Path("/sys/class/block")) -> str | None:
+    p = sys_block / os.path.basename(dev)
+    if not (p / "partition").is_file():
+        return None
+    return p.resolve().parent.name
+
+
+def read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def gather() -> Status:
+    cmd = cmdline_args(read("/proc/cmdline"))
+    rel = os_release(read("/usr/lib/os-release"))
+    mountinfo = read("/proc/self/mountinfo")
+    data = find_mount(mountinfo, "/data")
+    fs_bytes = part_bytes = disk_bytes = None
+    if data is not None:
+        st = os.statvfs("/data")
+        fs_bytes = st.f_blocks * st.f_frsize
+        part_bytes = block_size_bytes(data.source)
+        disk = parent_disk(data.source)
+        disk_bytes = block_size_bytes(disk) if disk else None
+    return Status(
+        slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),
+        root=find_mount(mountinfo, "/"), data=data, data_fs_bytes=fs_bytes,
+        data_part_bytes=part_bytes, disk_bytes=disk_bytes,
+    )

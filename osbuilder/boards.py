@@ -1,0 +1,163 @@
+"""Board model: boards/*.yaml validated against board.schema.json into frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from osbuilder.errors import OsbError
+from osbuilder.schema import load_schema, validate, with_defaults
+
+BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+PACKAGE_SETS_FILE = BOARDS_DIR / "package-sets.yaml"
+
+# Debian arch -> (k3s release asset, k3s sha256 file suffix, ELF e_machine, GPT root type)
+ARCH_FACTS: dict[str, tuple[str, str, int, str]] = {
+    "amd64": ("k3s", "amd64", 62, "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
+    "arm64": ("k3s-arm64", "arm64", 183, "b921b045-1df0-41c3-af44-4c6f280d3fae"),
+    "armhf": ("k3s-armhf", "arm", 40, "69dad710-2ce4-4e3c-b16c-21a1d49abed3"),
+}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    package: str
+    cmdline: tuple[str, ...]
+    console: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    boot_mib: int
+    root_mib: int
+    data_mib: int
+
+
+@dataclass(frozen=True)
+class QemuSpec:
+    binary: str
+    machine: str
+    cpu: str
+    memory_mib: int
+    smp: int
+    firmware: str
+    firmware_vars: str | None
+    firmware_package: str | None
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    arch: str
+    suite: str
+    mirror: str
+    components: tuple[str, ...]
+    package_sets: tuple[str, ...]
+    packages: tuple[str, ...]
+    kernel: Kernel
+    initramfs_modules: tuple[str, ...]
+    bootloader: str
+    partition_table: str
+    sizes: Sizes
+    formats: tuple[str, ...]
+    qemu: QemuSpec | None
+    source: Path
+
+    def all_packages(self) -> tuple[str, ...]:
+        """Every Debian package of the rootfs, sorted, without duplicates."""
+        sets = load_package_sets()
+        names: set[str] = {self.kernel.package, *self.packages}
+        for s in self.package_sets:
+            names.update(sets[s])
+        return tuple(sorted(names))
+
+    @property
+    def k3s_asset(self) -> str:
+        return ARCH_FACTS[self.arch][0]
+
+    @property
+    def k3s_sha_arch(self) -> str:
+        return ARCH_FACTS[self.arch][1]
+
+    @property
+    def elf_machine(self) -> int:
+        return ARCH_FACTS[self.arch][2]
+
+    @property
+    def root_part_type(self) -> str:
+        return ARCH_FACTS[self.arch][3]
+
+
+def load_package_sets(path: Path = PACKAGE_SETS_FILE) -> dict[str, tuple[str, ...]]:
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict) or not all(
+        isinstance(v, list) and all(isinstance(p, str) for p in v) for v in raw.values()
+    ):
+        raise OsbError(f"{path}: expected a mapping of set name -> list of package names")
+    return {k: tuple(v) for k, v in raw.items()}
+
+
+def board_names() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml") if p.name != PACKAGE_SETS_FILE.name)
+
+
+def load_board_file(path: Path) -> Board:
+    """Parse and validate one board file; every problem is reported with its key path."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise OsbError(f"cannot read board file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise OsbError(f"board file {path} is not valid YAML: {exc}") from exc
+    validate(raw, "board.schema.json", str(path))
+    d: dict[str, Any] = with_defaults(raw, load_schema("board.schema.json"))
+    if d["name"] != path.stem:
+        raise OsbError(f"{path}: at name: {d['name']!r} must match the file name {path.stem!r}")
+    sets = load_package_sets()
+    unknown = [s for s in d["package_sets"] if s not in sets]
+    if unknown:
+        raise OsbError(
+            f"{path}: at package_sets: unknown package set {', '.join(map(repr, unknown))} "
+            f"(known: {', '.join(sorted(sets))}, defined in {PACKAGE_SETS_FILE})"
+        )
+    q = d.get("qemu")
+    return Board(
+        name=d["name"],
+        description=d["description"],
+        arch=d["arch"],
+        suite=d["suite"],
+        mirror=d["mirror"],
+        components=tuple(d["components"]),
+        package_sets=tuple(d["package_sets"]),
+        packages=tuple(d["packages"]),
+        kernel=Kernel(
+            package=d["kernel"]["package"],
+            cmdline=tuple(d["kernel"]["cmdline"]),
+            console=tuple(d["kernel"]["console"]),
+        ),
+        initramfs_modules=tuple(d["initramfs_modules"]),
+        bootloader=d["bootloader"],
+        partition_table=d["partition_table"],
+        sizes=Sizes(**d["sizes"]),
+        formats=tuple(d["formats"]),
+        qemu=QemuSpec(
+            binary=q["binary"], machine=q["machine"], cpu=q["cpu"],
+            memory_mib=q["memory_mib"], smp=q["smp"], firmware=q["firmware"],
+            firmware_vars=q.get("firmware_vars"), firmware_package=q.get("firmware_package"),
+        ) if q else None,
+        source=path,
+    )
+
+
+def load_board(name: str) -> Board:
+    path = BOARDS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise OsbError(
+            f"unknown board {name!r} (known boards: {', '.join(board_names())}); "
+            "see `osbuilder boards`"
+        )
+    return load_board_file(path)

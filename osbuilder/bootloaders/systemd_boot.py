@@ -1,0 +1,75 @@
+"""systemd-boot on the ESP: one Boot Loader Specification entry per slot.
+
+ESP layout:
+  EFI/BOOT/BOOT<arch>.EFI       systemd-boot from the image's own systemd-boot-efi package
+  loader/loader.conf            default entry, menu timeout
+  loader/entries/osb-a.conf     slot A (known good: no boot counter)
+  osb/<slot>/vmlinuz, initrd.img
+An upgrade adds `osb-b+3.conf`: systemd-boot then counts tries down in the file name and
+systemd-bless-boot drops the counter once the node is healthy (boot counting).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from osbuilder.context import BuildContext
+from osbuilder.errors import OsbError
+from osbuilder.layout import root_label
+
+EFI_ARCH = {"amd64": "x64", "arm64": "aa64"}
+
+
+def kernel_options(ctx: BuildContext, slot: str) -> str:
+    b = ctx.board
+    opts = [
+        f"root=PARTLABEL={root_label(slot)}", "rootfstype=squashfs", "ro",
+        f"osb.slot={slot}",
+        # partitions are mounted by our initramfs and fstab, not auto-discovered
+        "systemd.gpt_auto=0",
+        *(f"console={c}" for c in b.kernel.console),
+        *b.kernel.cmdline,
+    ]
+    return " ".join(opts)
+
+
+def entry(ctx: BuildContext, slot: str) -> str:
+    v = ctx.options.version
+    return (
+        f"title osbuilder {v} (slot {slot.upper()})\n"
+        f"version {v}\n"
+        "sort-key osbuilder\n"
+        f"linux /osb/{slot}/vmlinuz\n"
+        f"initrd /osb/{slot}/initrd.img\n"
+        f"options {kernel_options(ctx, slot)}\n"
+    )
+
+
+LOADER_CONF = """\
+# osbuilder: boot the newest slot entry that still has tries left; press a key during
+# start-up for the menu (both slots are listed once an upgrade installed slot B).
+default osb-a*
+timeout 0
+editor no
+"""
+
+
+def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
+    arch = EFI_ARCH.get(ctx.board.arch)
+    if arch is None:
+        raise OsbError(f"{ctx.board.source}: systemd-boot needs UEFI (amd64 or arm64), "
+                       f"not {ctx.board.arch}")
+    src = ctx.rootfs / f"usr/lib/systemd/boot/efi/systemd-boot{arch}.efi"
+    if not src.is_file():
+        raise OsbError(f"{ctx.board.source}: {src.name} missing from the rootfs: "
+                       "add package set 'uefi' (systemd-boot-efi)")
+    esp = ctx.esp
+    (esp / "EFI/BOOT").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, esp / f"EFI/BOOT/BOOT{arch.upper()}.EFI")
+    (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
+    (esp / "loader/loader.conf").write_text(LOADER_CONF)
+    (esp / f"loader/entries/osb-{slot}.conf").write_text(entry(ctx, slot))
+    kdir = esp / "osb" / slot
+    kdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ctx.rootfs / f"boot/vmlinuz-{ctx.kernel_version}", kdir / "vmlinuz")
+    shutil.copyfile(ctx.rootfs / f"boot/initrd.img-{ctx.kernel_version}", kdir / "initrd.img")

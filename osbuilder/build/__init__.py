@@ -1,0 +1,122 @@
+"""The build pipeline: the ordered list of stages, and the driver that runs them.
+
+A stage is `stage(ctx) -> None`; it never calls another stage. The build happens in a
+private temp dir inside the output dir, and only a finished build is moved into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from osbuilder.boards import Board
+from osbuilder.build.agent import install_agent
+from osbuilder.build.assemble import assemble
+from osbuilder.build.bootloader import stage_boot_partition
+from osbuilder.build.initramfs import build_initramfs
+from osbuilder.build.k3s import fetch_k3s, install_k3s
+from osbuilder.build.overlay import apply_overlays
+from osbuilder.build.rootfs import build_rootfs
+from osbuilder.build.seal import seal
+from osbuilder.build.squash import squash
+from osbuilder.build.units import apply_presets
+from osbuilder.context import Artifact, BuildContext, BuildOptions
+from osbuilder.errors import CommandError, OsbError
+from osbuilder.formats.img import write_img
+from osbuilder.progress import Progress
+from osbuilder.run import require_tools
+
+Stage = Callable[[BuildContext], None]
+
+STAGES: list[tuple[str, Stage]] = [
+    ("k3s-fetch", fetch_k3s),  # first: a missing k3s should fail before minutes of work
+    ("rootfs", build_rootfs),
+    ("overlay", apply_overlays),
+    ("k3s", install_k3s),
+    ("agent", install_agent),
+    ("units", apply_presets),
+    ("initramfs", build_initramfs),
+    ("seal", seal),
+    ("squash", squash),
+    ("bootloader", stage_boot_partition),
+    ("assemble", assemble),
+]
+FORMATS: dict[str, Stage] = {"img": write_img}
+
+HOST_TOOLS = {
+    "mmdebstrap": "mmdebstrap", "mksquashfs": "squashfs-tools", "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk", "unshare": "util-linux",
+    "dpkg-query": "dpkg", "zstd": "zstd", "tar": "tar", "dd": "coreutils",
+}
+MIN_FREE_BYTES = 4 << 30
+
+
+def preflight(options: BuildOptions) -> None:
+    require_tools(HOST_TOOLS)
+    if os.geteuid() != 0:
+        raise OsbError("osbuilder build must run as root (mmdebstrap --mode=root, chroot); "
+                       "try: sudo make image")
+    out = options.out_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OsbError(f"--out {out}: cannot create the output directory: {exc.strerror}") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise OsbError(f"--out {out}: output directory is not writable")
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise OsbError(f"--out {out}: only {free >> 20} MiB free, a build needs "
+                       f"{MIN_FREE_BYTES >> 20} MiB")
+    unknown = [f for f in options.formats if f not in FORMATS]
+    if unknown:
+        raise OsbError(f"--format {','.join(unknown)}: unknown (available: "
+                       f"{', '.join(FORMATS)})")
+
+
+def mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(prefix)]
+
+
+def remove_work(work: Path) -> None:
+    busy = mounts_under(work)
+    if busy:  # never delete through a mount point (it could be the host's /dev)
+        raise OsbError(f"not removing {work}: still mounted: {', '.join(busy)}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[Artifact]:
+    preflight(options)
+    work = Path(tempfile.mkdtemp(prefix=f".osbuilder-{board.name}-", dir=options.out_dir))
+    ctx = BuildContext(board=board, options=options, work=work, progress=progress)
+    stages = STAGES + [(f"format {f}", FORMATS[f]) for f in options.formats]
+    try:
+        with ctx.cleanup:
+            for i, (name, stage) in enumerate(stages, 1):
+                with progress.stage(name, i, len(stages)):
+                    stage(ctx)
+            final = []
+            for art in ctx.artifacts:
+                dest = options.out_dir / art.path.name
+                os.replace(art.path, dest)
+                final.append(Artifact(art.kind, dest))
+            manifest = work / f"{ctx.basename}.manifest.json"
+            os.replace(manifest, options.out_dir / manifest.name)
+            final.append(Artifact("manifest", options.out_dir / manifest.name))
+            return final
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OsbError(f"no space left on device while building in {work}") from exc
+        raise
+    except CommandError as exc:
+        if "No space left on device" in exc.stderr_tail:
+            raise OsbError(f"no space left on device while building in {work}:\n{exc}") from exc
+        raise
+    finally:
+        remove_work(work)

@@ -1,0 +1,80 @@
+"""Stage assemble: partition and write the disk image without loop devices.
+
+Each file system is made in its own file (mkfs.vfat + mcopy, the squashfs, mkfs.ext4),
+then copied at its offset into a sparse disk file partitioned by sfdisk. Volume ids,
+UUIDs and times come from the build seed and SOURCE_DATE_EPOCH: same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from osbuilder.context import BuildContext
+from osbuilder.layout import (
+    LABEL_BOOT,
+    LABEL_DATA,
+    MIB,
+    Partition,
+    ab_layout,
+    root_label,
+    stable_uuid,
+)
+from osbuilder.run import run
+
+
+def clamp_times(tree: Path, epoch: int) -> None:
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames + filenames:
+            os.utime(Path(dirpath) / name, (epoch, epoch), follow_symlinks=False)
+    os.utime(tree, (epoch, epoch))
+
+
+def make_vfat(ctx: BuildContext, part: Partition, src: Path, seed: str) -> Path:
+    img = ctx.work / "boot.vfat"
+    volid = stable_uuid(seed, "boot-fs").replace("-", "")[:8]
+    run(["mkfs.vfat", "-C", img, str(part.size_mib * 1024), "-F", "32", "-n", part.label,
+         "-i", volid, "--invariant"])
+    clamp_times(src, ctx.options.source_date_epoch)
+    entries = sorted(src.iterdir())
+    if entries:
+        run(["mcopy", "-i", img, "-s", "-p", "-m", "-Q", *entries, "::/"], env=ctx.env)
+    return img
+
+
+def make_ext4(ctx: BuildContext, part: Partition, seed: str) -> Path:
+    img = ctx.work / "data.ext4"
+    content = ctx.work / "data-content"
+    content.mkdir()
+    clamp_times(content, ctx.options.source_date_epoch)
+    fs_uuid = stable_uuid(seed, "data-fs")
+    run(["mkfs.ext4", "-q", "-F", "-L", part.label, "-U", fs_uuid,
+         "-E", f"hash_seed={stable_uuid(seed, 'data-hash')},root_owner=0:0,nodiscard",
+         "-d", content, img, f"{part.size_mib}M"],
+        env={**ctx.env, "E2FSPROGS_FAKE_TIME": str(ctx.options.source_date_epoch)})
+    return img
+
+
+def write_at(disk: Path, src: Path, part: Partition) -> None:
+    run(["dd", f"if={src}", f"of={disk}", "bs=1M", f"seek={part.start_mib}",
+         "conv=notrunc,sparse", "status=none"])
+
+
+def assemble(ctx: BuildContext) -> None:
+    assert ctx.squashfs is not None
+    seed = f"{ctx.board.name}:{ctx.options.version}:{ctx.options.source_date_epoch}"
+    layout = ab_layout(ctx.board, seed)
+    ctx.layout = layout
+    disk = ctx.work / f"{ctx.basename}.img"
+    with disk.open("wb") as f:
+        f.truncate(layout.total_bytes)
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk],
+        input=layout.sfdisk_script().encode())
+    write_at(disk, make_vfat(ctx, layout.by_label(LABEL_BOOT), ctx.esp, seed),
+             layout.by_label(LABEL_BOOT))
+    write_at(disk, ctx.squashfs, layout.by_label(root_label("a")))
+    write_at(disk, make_ext4(ctx, layout.by_label(LABEL_DATA), seed),
+             layout.by_label(LABEL_DATA))
+    ctx.disk_image = disk
+    ctx.progress.say(f"    {disk.name}: {layout.total_bytes / MIB:.0f} MiB, "
+                     f"{len(layout.partitions)} partitions (GPT)")

@@ -1,0 +1,82 @@
+"""Stage rootfs: Debian trixie via mmdebstrap into a cached tarball, unpacked for the build.
+
+The tarball is cached under <cache>/rootfs/<key>.tar where key hashes everything that
+changes its content (suite, arch, mirror, components, packages, hooks). The initramfs
+is not built here: update-initramfs is diverted during the install and run once, after
+the overlay, by the initramfs stage (under emulation it is the slowest step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from osbuilder.context import BuildContext
+from osbuilder.errors import OsbError
+from osbuilder.run import run
+
+DIVERT_INITRAMFS = (
+    'chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs'
+    ' && ln -s /bin/true "$1/usr/sbin/update-initramfs"'
+)
+UNDIVERT_INITRAMFS = (
+    'rm "$1/usr/sbin/update-initramfs"'
+    ' && chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs'
+)
+# Documentation and translations are dead weight on a headless node.
+DPKG_EXCLUDES = [
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/lintian/*",
+]
+
+
+def mmdebstrap_argv(ctx: BuildContext, out: Path) -> list[str]:
+    b = ctx.board
+    argv = [
+        "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
+        f"--architectures={b.arch}",
+        f"--components={','.join(b.components)}",
+        f"--include={','.join(b.all_packages())}",
+        f"--essential-hook={DIVERT_INITRAMFS}",
+        f"--customize-hook={UNDIVERT_INITRAMFS}",
+    ]
+    argv += [f"--dpkgopt={o}" for o in DPKG_EXCLUDES]
+    return [*argv, b.suite, str(out), b.mirror]
+
+
+def cache_key(argv: list[str]) -> str:
+    # the output path is not an input
+    return hashlib.sha256(json.dumps(argv[:-2] + argv[-1:]).encode()).hexdigest()[:20]
+
+
+def build_rootfs(ctx: BuildContext) -> None:
+    cache = ctx.options.cache_dir / "rootfs"
+    cache.mkdir(parents=True, exist_ok=True)
+    key = cache_key(mmdebstrap_argv(ctx, Path("OUT")))
+    tarball = cache / f"{ctx.board.name}-{key}.tar"
+    if tarball.is_file() and not ctx.options.refresh:
+        ctx.progress.say(f"    cached rootfs {tarball.name}")
+    else:
+        part = tarball.with_name(tarball.name + ".part")
+        ctx.cleanup.callback(part.unlink, missing_ok=True)
+        ctx.progress.say(f"    mmdebstrap {ctx.board.suite}/{ctx.board.arch}: "
+                         f"{len(ctx.board.all_packages())} packages")
+        run(mmdebstrap_argv(ctx, part), env=ctx.env)
+        os.replace(part, tarball)
+    ctx.rootfs_tar = tarball
+    ctx.rootfs.mkdir()
+    run(["tar", "-C", ctx.rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*",
+         "-xpf", tarball])
+    boot = ctx.rootfs / "boot"
+    kernels = sorted(p.name.removeprefix("vmlinuz-") for p in boot.glob("vmlinuz-*"))
+    if len(kernels) != 1:
+        raise OsbError(f"{ctx.board.source}: kernel package {ctx.board.kernel.package} "
+                       f"must install exactly one kernel, found {kernels or 'none'}")
+    ctx.kernel_version = kernels[0]

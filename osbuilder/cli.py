@@ -1,0 +1,194 @@
+"""`osbuilder`: the host command line (build images, list and check boards)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from osbuilder import __version__
+from osbuilder.boards import board_names, load_board, load_board_file
+from osbuilder.context import DEFAULT_CACHE, Artifact, BuildOptions
+from osbuilder.download import sha256_file
+from osbuilder.errors import OsbError
+from osbuilder.k3s_release import CHANNEL_URL, RELEASE_URL, check_version
+from osbuilder.progress import Progress
+
+EPILOG = """\
+examples:
+  osbuilder boards
+  sudo osbuilder build --board qemu-amd64                  # k3s from the stable channel
+  sudo osbuilder build --board nuc-amd64 --config node.yaml --compress
+  sudo osbuilder build --board qemu-amd64 --k3s-dir ./k3s-release   # air-gapped build
+  osbuilder validate-board boards/qemu-amd64.yaml
+
+Artifacts land in --out (default ./out): <name>.img, <name>.manifest.json.
+Downloads and rootfs tarballs are cached in ~/.cache/osbuilder (--cache-dir).
+"""
+
+
+def default_epoch() -> int:
+    """SOURCE_DATE_EPOCH, else the time of the last commit of this checkout, else now."""
+    if "SOURCE_DATE_EPOCH" in os.environ:
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "log", "-1",
+                              "--format=%ct"], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip())
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return int(time.time())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="osbuilder",
+        description="Build immutable A/B OS images with k3s for edge boards, from Debian.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"osbuilder {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every command run")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build an image for a board",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--board", required=True, help="board name (see `osbuilder boards`)")
+    b.add_argument("--out", type=Path, default=Path("out"), help="output directory")
+    b.add_argument("--version", dest="image_version", default=__version__,
+                   help="image version recorded in os-release and the manifest")
+    k = b.add_mutually_exclusive_group()
+    k.add_argument("--k3s-version", help="exact k3s release, e.g. v1.31.4+k3s1")
+    k.add_argument("--k3s-channel", default="stable",
+                   help="k3s channel: stable (default), latest, testing or v1.31")
+    b.add_argument("--k3s-dir", type=Path,
+                   help="local k3s release folder (air-gapped): k3s, k3s-arm64, k3s-armhf, "
+                        "sha256sum-{amd64,arm64,arm}.txt, optional air-gap image tarballs")
+    b.add_argument("--k3s-airgap-images", action="store_true",
+                   help="also download the k3s air-gap images into the image")
+    b.add_argument("--config", type=Path, help="node config.yaml to put on the boot partition")
+    b.add_argument("--format", help="comma-separated formats (default: the board's)")
+    b.add_argument("--compress", action="store_true", help="also write <image>.img.zst")
+    b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
+    b.add_argument("--refresh", action="store_true", help="rebuild the cached rootfs")
+
+    r = sub.add_parser("run", help="boot an image in QEMU, serial console on this terminal "
+                       "(quit: Ctrl-A X)")
+    r.add_argument("image", type=Path, help="disk image (.img) from `osbuilder build`")
+    r.add_argument("--board", default="qemu-amd64", help="board the image was built for")
+    r.add_argument("--disk-size", default="8G",
+                   help="grow a scratch copy of the image to this size (the data partition "
+                        "fills it on first boot); the image itself is never modified")
+
+    sub.add_parser("boards", help="list boards with arch and formats")
+    s = sub.add_parser("show-board", help="print a board's resolved settings")
+    s.add_argument("name")
+    v = sub.add_parser("validate-board", help="check a board file against the schema")
+    v.add_argument("file", type=Path)
+    return p
+
+
+def human(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def print_summary(artifacts: list[Artifact], progress: Progress) -> None:
+    progress.say("\nstage timings: " + ", ".join(f"{n} {t:.1f}s" for n, t in progress.timings))
+    progress.say(f"build finished in {time.monotonic() - progress.started:.1f} s\n")
+    for a in artifacts:
+        st = a.path.stat()
+        used = st.st_blocks * 512
+        size = human(st.st_size) + (f" ({human(used)} on disk)" if used < st.st_size else "")
+        progress.say(f"  {a.kind:9} {a.path}  {size}  sha256 {sha256_file(a.path)}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from osbuilder.build import run_build
+
+    board = load_board(args.board)
+    if args.k3s_version:
+        check_version(args.k3s_version)
+    if args.config is not None and not args.config.is_file():
+        raise OsbError(f"--config {args.config}: no such file")
+    formats = tuple(args.format.split(",")) if args.format else board.formats
+    options = BuildOptions(
+        out_dir=args.out.resolve(), version=args.image_version,
+        source_date_epoch=default_epoch(), formats=formats, compress=args.compress,
+        config=args.config, k3s_version=args.k3s_version, k3s_channel=args.k3s_channel,
+        k3s_dir=args.k3s_dir, k3s_airgap=args.k3s_airgap_images,
+        k3s_channel_url=os.environ.get("OSB_K3S_CHANNEL_URL", CHANNEL_URL),
+        k3s_release_url=os.environ.get("OSB_K3S_RELEASE_URL", RELEASE_URL),
+        cache_dir=args.cache_dir, refresh=args.refresh,
+    )
+    progress = Progress()
+    progress.say(f"building {board.name} ({board.arch}) version {options.version} "
+                 f"-> {options.out_dir}")
+    artifacts = run_build(board, options, progress)
+    print_summary(artifacts, progress)
+    img = next((a.path for a in artifacts if a.kind == "img"), None)
+    if img is not None:
+        print(img)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from osbuilder.qemu import qemu_argv
+    from osbuilder.run import run
+
+    board = load_board(args.board)
+    if not args.image.is_file():
+        raise OsbError(f"{args.image}: no such image (build one with `make image`)")
+    scratch = args.image.with_name(args.image.stem + ".run.img")
+    run(["cp", "--sparse=always", args.image, scratch])
+    run(["qemu-img", "resize", "-q", "-f", "raw", scratch, args.disk_size])
+    argv = qemu_argv(board, scratch, scratch.with_suffix(".vars.fd"))
+    print(f"booting {scratch} (copy of {args.image}); quit with Ctrl-A X", file=sys.stderr)
+    os.execvp(argv[0], argv)
+
+
+def cmd_boards() -> int:
+    print(f"{'BOARD':16} {'ARCH':6} {'FORMATS':10} DESCRIPTION")
+    for name in board_names():
+        b = load_board(name)
+        print(f"{b.name:16} {b.arch:6} {','.join(b.formats):10} {b.description}")
+    return 0
+
+
+def cmd_show_board(name: str) -> int:
+    b = load_board(name)
+    print(f"name: {b.name}\narch: {b.arch}\nsuite: {b.suite}\nmirror: {b.mirror}")
+    print(f"kernel: {b.kernel.package}\nconsole: {', '.join(b.kernel.console)}")
+    print(f"bootloader: {b.bootloader}\npartition_table: {b.partition_table}")
+    print(f"sizes: boot {b.sizes.boot_mib} MiB, root {b.sizes.root_mib} MiB x2, "
+          f"data {b.sizes.data_mib} MiB (grows)")
+    print(f"initramfs_modules: {' '.join(b.initramfs_modules)}")
+    print(f"packages ({len(b.all_packages())}): {' '.join(b.all_packages())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    try:
+        if args.command == "build":
+            return cmd_build(args)
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "boards":
+            return cmd_boards()
+        if args.command == "show-board":
+            return cmd_show_board(args.name)
+        if args.command == "validate-board":
+            b = load_board_file(args.file)
+            print(f"{args.file}: ok ({b.name}, {b.arch}, {len(b.all_packages())} packages)")
+            return 0
+    except OsbError as exc:
+        print(f"osbuilder: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("osbuilder: interrupted; partial output removed", file=sys.stderr)
+        return 130
+    return 1

@@ -1,0 +1,1 @@
+"""Output formats: one module per format, each turning the assembled build into files."""

@@ -1,0 +1,119 @@
+"""A/B disk layout as data, and its partition-table arithmetic (pure; no I/O).
+
+Every partition starts on a 1 MiB boundary; the image ends 1 MiB after the last
+partition so the GPT backup header fits. UUIDs are derived from a seed so the same
+inputs give the same partition table bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from osbuilder.boards import Board
+
+SECTOR = 512
+MIB = 1024 * 1024
+ALIGN_MIB = 1
+GPT_TAIL_MIB = 1  # room for the 33-sector backup GPT, rounded to the alignment
+
+ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+LINUX_DATA_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4"
+
+LABEL_BOOT = "OSB_BOOT"
+LABEL_DATA = "OSB_DATA"
+SLOTS = ("a", "b")
+
+
+def root_label(slot: str) -> str:
+    return f"OSB_ROOT_{slot.upper()}"
+
+
+@dataclass(frozen=True)
+class Partition:
+    label: str
+    type_uuid: str
+    start_mib: int
+    size_mib: int
+    part_uuid: str
+
+    @property
+    def start_bytes(self) -> int:
+        return self.start_mib * MIB
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size_mib * MIB
+
+    @property
+    def end_mib(self) -> int:
+        return self.start_mib + self.size_mib
+
+
+@dataclass(frozen=True)
+class DiskLayout:
+    disk_uuid: str
+    partitions: tuple[Partition, ...]
+    total_mib: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.total_mib * MIB
+
+    def by_label(self, label: str) -> Partition:
+        for p in self.partitions:
+            if p.label == label:
+                return p
+        raise KeyError(label)
+
+    def index_of(self, label: str) -> int:
+        """1-based partition number, as the kernel names it (vda2, mmcblk0p2)."""
+        return [p.label for p in self.partitions].index(label) + 1
+
+    def sfdisk_script(self) -> str:
+        lines = [
+            "label: gpt",
+            f"label-id: {self.disk_uuid.upper()}",
+            "unit: sectors",
+            f"first-lba: {ALIGN_MIB * MIB // SECTOR}",
+            f"sector-size: {SECTOR}",
+            "",
+        ]
+        for p in self.partitions:
+            lines.append(
+                f"start={p.start_mib * MIB // SECTOR}, size={p.size_mib * MIB // SECTOR}, "
+                f"type={p.type_uuid.upper()}, uuid={p.part_uuid.upper()}, name=\"{p.label}\""
+            )
+        return "\n".join(lines) + "\n"
+
+
+def stable_uuid(seed: str, what: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"osbuilder:{seed}:{what}"))
+
+
+def plan_layout(sizes: list[tuple[str, str, int]], seed: str) -> DiskLayout:
+    """Lay partitions (label, type, MiB) back to back from 1 MiB, each aligned."""
+    if not sizes:
+        raise ValueError("a disk needs at least one partition")
+    parts = []
+    cursor = ALIGN_MIB
+    for label, type_uuid, size_mib in sizes:
+        if size_mib <= 0:
+            raise ValueError(f"partition {label}: size must be positive, got {size_mib} MiB")
+        parts.append(Partition(label, type_uuid, cursor, size_mib, stable_uuid(seed, label)))
+        cursor += -(-size_mib // ALIGN_MIB) * ALIGN_MIB
+    return DiskLayout(stable_uuid(seed, "disk"), tuple(parts), cursor + GPT_TAIL_MIB)
+
+
+def ab_layout(board: Board, seed: str) -> DiskLayout:
+    """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow)."""
+    s = board.sizes
+    return plan_layout(
+        [
+            (LABEL_BOOT, ESP_TYPE, s.boot_mib),
+            (root_label("a"), board.root_part_type, s.root_mib),
+            (root_label("b"), board.root_part_type, s.root_mib),
+            (LABEL_DATA, LINUX_DATA_TYPE, s.data_mib),
+        ],
+        seed,
+    )

@@ -1,0 +1,79 @@
+"""Shared fixtures: one real qemu-amd64 build per test session, reused by the
+integration checks and the QEMU boot tests.
+
+The k3s binary in these builds is a stand-in (TEST DOUBLE) served by a local HTTP
+fixture (tests/helpers/k3s_fixture.py): the real one cannot be downloaded here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.k3s_fixture import Served, serve_k3s
+
+EPOCH = "1700000000"
+BUILD_TOOLS = ("mmdebstrap", "mksquashfs", "mkfs.vfat", "mcopy", "sfdisk", "mkfs.ext4",
+               "unsquashfs", "qemu-img")
+
+
+def require_build_capability() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mmdebstrap --mode=root, chroot): missing capability")
+    missing = [t for t in BUILD_TOOLS if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"host tools missing: {', '.join(missing)} (run `make deps`)")
+
+
+@dataclass
+class Build:
+    out: Path
+    image: Path
+    manifest: Path
+    seconds: float
+    log: str
+    k3s: Served
+
+
+def osbuilder_build(out: Path, cache: Path, served: Served, *extra: str) -> Build:
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH,
+               OSB_K3S_CHANNEL_URL=served.channel_url, OSB_K3S_RELEASE_URL=served.release_url)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "osbuilder", "build", "--board", "qemu-amd64", "--out", str(out),
+         "--cache-dir", str(cache), "--version", "1.0.0", *extra],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )
+    dt = time.monotonic() - t0
+    assert proc.returncode == 0, f"build failed:\n{proc.stderr[-4000:]}"
+    image = out / "osbuilder-qemu-amd64-1.0.0.img"
+    assert proc.stdout.strip().splitlines()[-1] == str(image)
+    return Build(out, image, out / "osbuilder-qemu-amd64-1.0.0.manifest.json", dt, proc.stderr,
+                 served)
+
+
+@pytest.fixture(scope="session")
+def k3s_server() -> Iterator[Served]:
+    with serve_k3s() as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of this session only, so the first build is a real cold build."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def qemu_amd64_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                     k3s_server: Served) -> Build:
+    require_build_capability()
+    return osbuilder_build(tmp_path_factory.mktemp("out1"), build_cache, k3s_server)

@@ -1,0 +1,63 @@
+"""Loop-free inspection of a disk image file: partition table, file systems, files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    type: str
+    start: int  # bytes
+    size: int  # bytes
+
+
+def partitions(image: Path) -> tuple[str, list[Part]]:
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(image)], check=True,
+                                      capture_output=True, text=True).stdout)["partitiontable"]
+    sector = table.get("sectorsize", 512)
+    return table["label"], [
+        Part(p.get("name", ""), p["type"].lower(), p["start"] * sector, p["size"] * sector)
+        for p in table["partitions"]
+    ]
+
+
+def probe(image: Path, part: Part) -> dict[str, str]:
+    """blkid -p at the partition's offset: TYPE, LABEL, … ({} when there is no fs)."""
+    r = subprocess.run(["blkid", "-p", "-o", "export", "-O", str(part.start), str(image)],
+                       capture_output=True, text=True)
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def fat_files(image: Path, part: Part) -> list[str]:
+    out = subprocess.run(["mdir", "-i", f"{image}@@{part.start}", "-/", "-b", "::/"],
+                         check=True, capture_output=True, text=True).stdout
+    return sorted(line.removeprefix("::/") for line in out.splitlines() if line.strip())
+
+
+def fat_read(image: Path, part: Part, path: str) -> bytes:
+    return subprocess.run(["mtype", "-i", f"{image}@@{part.start}", f"::/{path}"],
+                          check=True, capture_output=True).stdout
+
+
+def squash_list(image: Path, part: Part) -> set[str]:
+    out = subprocess.run(["unsquashfs", "-o", str(part.start), "-lc", "-d", "", str(image)],
+                         check=True, capture_output=True, text=True).stdout
+    return {line.strip().lstrip("/") for line in out.splitlines() if line.strip()}
+
+
+def squash_read(image: Path, part: Part, path: str, workdir: Path) -> bytes:
+    dest = workdir / "unsquash"
+    subprocess.run(["unsquashfs", "-o", str(part.start), "-f", "-q", "-d", str(dest),
+                    str(image), path], check=True, capture_output=True)
+    return (dest / path).read_bytes()
+
+
+def read_range(image: Path, part: Part) -> bytes:
+    with image.open("rb") as f:
+        f.seek(part.start)
+        return f.read(part.size)

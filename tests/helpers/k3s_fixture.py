@@ -1,0 +1,115 @@
+"""A local HTTP server that plays the k3s channel server and GitHub release downloads.
+
+TEST DOUBLE: the real k3s binary cannot be downloaded on the test machine, so the
+"binary" served here is a small stand-in script (it prints its argv). Builds for users
+fetch the real release from github.com/k3s-io/k3s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+VERSION = "v1.31.4+k3s1"
+STANDIN = b"#!/bin/sh\n# k3s stand-in (test double served by tests/helpers/k3s_fixture.py)\n" \
+          b'echo "k3s stand-in: $*"\n'
+ASSETS = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
+
+
+@dataclass
+class K3sRelease:
+    """What the fixture serves; tests change it to provoke failures."""
+
+    version: str = VERSION
+    files: dict[str, bytes] = field(default_factory=dict)
+    sums_override: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    requests: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for arch, asset in ASSETS.items():
+            self.files[asset] = STANDIN + f"# {arch}\n".encode()
+
+    def sums(self, arch: str) -> bytes:
+        lines = []
+        for name, data in sorted(self.files.items()):
+            if name == ASSETS[arch] or name.endswith(f"-{arch}.tar.zst"):
+                digest = self.sums_override.get(name, hashlib.sha256(data).hexdigest())
+                lines.append(f"{digest}  {name}\n")
+        return "".join(lines).encode()
+
+
+def _handler(rel: K3sRelease) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = unquote(self.path)
+            rel.requests.append(path)
+            if rel.delay_s:
+                time.sleep(rel.delay_s)
+            if path.startswith("/channels/"):
+                self.send_response(302)
+                tag = rel.version.replace("+", "%2B")
+                self.send_header("Location",
+                                 f"https://github.com/k3s-io/k3s/releases/tag/{tag}")
+                self.end_headers()
+                return
+            prefix = f"/releases/{rel.version}/"
+            name = path.removeprefix(prefix) if path.startswith(prefix) else None
+            body = None
+            if name and name.startswith("sha256sum-") and name.endswith(".txt"):
+                body = rel.sums(name.removeprefix("sha256sum-").removesuffix(".txt"))
+            elif name in rel.files:
+                body = rel.files[name]
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@dataclass
+class Served:
+    release: K3sRelease
+    channel_url: str
+    release_url: str
+
+
+@contextmanager
+def serve_k3s(release: K3sRelease | None = None) -> Iterator[Served]:
+    rel = release or K3sRelease()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rel))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield Served(rel, f"{base}/channels", f"{base}/releases")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_release_dir(dest: Path, release: K3sRelease | None = None) -> Path:
+    """A K3S_DIR-style folder with the stand-in binaries and sha256 files."""
+    rel = release or K3sRelease()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, data in rel.files.items():
+        (dest / name).write_bytes(data)
+        (dest / name).chmod(0o755)
+    for arch in ASSETS:
+        (dest / f"sha256sum-{arch}.txt").write_bytes(rel.sums(arch))
+    (dest / "VERSION").write_text(rel.version + "\n")
+    return dest

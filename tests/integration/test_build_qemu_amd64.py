@@ -1,0 +1,171 @@
+"""A real build of qemu-amd64 from an empty cache, inspected on the image file alone.
+
+k3s here is a stand-in (TEST DOUBLE) served by a local HTTP fixture playing the k3s
+channel server and release downloads; user builds fetch the real release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
+from tests.helpers.image import (
+    fat_files,
+    fat_read,
+    partitions,
+    probe,
+    read_range,
+    squash_list,
+    squash_read,
+)
+from tests.helpers.k3s_fixture import VERSION, Served
+
+pytestmark = pytest.mark.integration
+
+ROOT_X86_64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+MIB = 1 << 20
+
+
+def test_partition_table_and_file_systems(qemu_amd64_build: Build) -> None:
+    img = qemu_amd64_build.image
+    label, parts = partitions(img)
+    assert label == "gpt"
+    assert [(p.name, p.type) for p in parts] == [
+        ("OSB_BOOT", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+        ("OSB_ROOT_A", ROOT_X86_64),
+        ("OSB_ROOT_B", ROOT_X86_64),
+        ("OSB_DATA", "0fc63daf-8483-4772-8e79-3d69d8477de4"),
+    ]
+    assert [p.size // MIB for p in parts] == [256, 1024, 1024, 128]
+    assert all(p.start % MIB == 0 for p in parts)
+    boot, root_a, root_b, data = (probe(img, p) for p in parts)
+    assert (boot["TYPE"], boot["LABEL"]) == ("vfat", "OSB_BOOT")
+    assert root_a["TYPE"] == "squashfs"
+    assert root_b == {} or "TYPE" not in root_b, f"slot B must be empty, found {root_b}"
+    assert (data["TYPE"], data["LABEL"]) == ("ext4", "OSB_DATA")
+
+
+def test_esp_has_systemd_boot_and_slot_a(qemu_amd64_build: Build) -> None:
+    img = qemu_amd64_build.image
+    esp = partitions(img)[1][0]
+    files = fat_files(img, esp)
+    for f in ("EFI/BOOT/BOOTX64.EFI", "loader/loader.conf", "loader/entries/osb-a.conf",
+              "osb/a/vmlinuz", "osb/a/initrd.img"):
+        assert f in files, f"{f} missing from ESP: {files}"
+    assert not any(f.startswith("osb/b") for f in files)
+    assert b"systemd-boot" in fat_read(img, esp, "EFI/BOOT/BOOTX64.EFI")
+    entry = fat_read(img, esp, "loader/entries/osb-a.conf").decode()
+    assert "linux /osb/a/vmlinuz" in entry and "initrd /osb/a/initrd.img" in entry
+    assert "root=PARTLABEL=OSB_ROOT_A rootfstype=squashfs ro osb.slot=a" in entry
+    assert "console=ttyS0,115200" in entry
+    kernel = fat_read(img, esp, "osb/a/vmlinuz")
+    assert kernel[0x202:0x206] == b"HdrS", "vmlinuz is not an x86 bzImage"
+    initrd = fat_read(img, esp, "osb/a/initrd.img")
+    assert initrd[:4] == b"\x28\xb5\x2f\xfd" or initrd[:6] == b"070701", "initrd not zstd/cpio"
+    assert len(initrd) > 1_000_000
+
+
+def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
+    img = qemu_amd64_build.image
+    root_a = partitions(img)[1][1]
+    listing = squash_list(img, root_a)
+    for f in ("usr/bin/k3s", "usr/bin/osbuilder-agent", "usr/lib/os-release",
+              "usr/share/osbuilder/manifest.json", "etc/fstab", "data", "boot/efi",
+              "usr/lib/systemd/system/k3s.service", "usr/lib/systemd/system/k3s-agent.service",
+              "usr/lib/python3/dist-packages/osbuilder/agent/cli.py"):
+        assert f in listing, f"{f} missing from the root squashfs"
+    assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
+    k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
+    assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
+    assert squash_read(img, root_a, "etc/machine-id", tmp_path) == b""
+    osrel = squash_read(img, root_a, "usr/lib/os-release", tmp_path).decode()
+    assert 'IMAGE_VERSION="1.0.0"' in osrel and f'BUILD_ID="{EPOCH}"' in osrel
+    assert 'VARIANT_ID="qemu-amd64"' in osrel
+    # k3s is installed but not enabled: the node agent enables the right role
+    assert not [f for f in listing if "multi-user.target.wants/k3s" in f]
+
+
+def test_manifest(qemu_amd64_build: Build) -> None:
+    m = json.loads(qemu_amd64_build.manifest.read_text())
+    assert m["board"] == "qemu-amd64" and m["arch"] == "amd64"
+    assert m["k3s"]["version"] == VERSION
+    assert m["k3s"]["sha256"] == hashlib.sha256(
+        qemu_amd64_build.k3s.release.files["k3s"]).hexdigest()
+    names = {p["name"]: p["version"] for p in m["packages"]}
+    assert "linux-image-cloud-amd64" in names and "systemd" in names
+    assert all(p["version"] for p in m["packages"])
+    assert len(names) > 100
+
+
+def test_progress_and_summary(qemu_amd64_build: Build) -> None:
+    log = qemu_amd64_build.log
+    assert f"channel stable -> {VERSION}" in log
+    assert "mmdebstrap trixie/amd64" in log, "first build must be cold (empty cache)"
+    for stage in ("k3s-fetch", "rootfs", "overlay", "k3s", "agent", "initramfs", "seal",
+                  "squash", "bootloader", "assemble", "format img"):
+        assert f"] {stage}\n" in log and f"    {stage} done in " in log
+    digest = hashlib.sha256(qemu_amd64_build.image.read_bytes()).hexdigest()
+    assert f"{qemu_amd64_build.image}  " in log and f"sha256 {digest}" in log
+    leftovers = [p.name for p in qemu_amd64_build.out.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
+                                k3s_server: Served, tmp_path: Path) -> None:
+    """Second build from the same inputs and SOURCE_DATE_EPOCH: identical squashfs and
+    identical disk image."""
+    again = osbuilder_build(tmp_path / "out2", build_cache, k3s_server)
+    assert "cached rootfs" in again.log
+    print(f"\nbuild seconds: cold {qemu_amd64_build.seconds:.1f}, warm {again.seconds:.1f}")
+    a_parts, b_parts = partitions(qemu_amd64_build.image)[1], partitions(again.image)[1]
+    sq_a = read_range(qemu_amd64_build.image, a_parts[1])
+    sq_b = read_range(again.image, b_parts[1])
+    assert hashlib.sha256(sq_a).hexdigest() == hashlib.sha256(sq_b).hexdigest()
+    assert qemu_amd64_build.image.read_bytes() == again.image.read_bytes()
+
+
+def test_interrupted_build_leaves_nothing(build_cache: Path, k3s_server: Served,
+                                          qemu_amd64_build: Build, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH, OSB_K3S_CHANNEL_URL=k3s_server.channel_url,
+               OSB_K3S_RELEASE_URL=k3s_server.release_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "osbuilder", "build", "--board", "qemu-amd64", "--out", str(out),
+         "--cache-dir", str(build_cache)], env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "] squash" in line:
+            time.sleep(1)
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, seen + rest
+    assert "interrupted; partial output removed" in rest
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_too_little_space_is_refused(k3s_server: Served, tmp_path: Path) -> None:
+    require_build_capability()
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "osb-test", str(small)],
+                   check=True)
+    try:
+        r = subprocess.run([sys.executable, "-m", "osbuilder", "build", "--board",
+                            "qemu-amd64", "--out", str(small)], capture_output=True, text=True)
+        assert r.returncode == 2
+        assert f"--out {small}: only 64 MiB free, a build needs 4096 MiB" in r.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

@@ -1,0 +1,91 @@
+"""Board files: every shipped board loads; each kind of mistake names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osbuilder.boards import BOARDS_DIR, board_names, load_board, load_board_file
+from osbuilder.errors import OsbError
+
+
+def write_board(tmp_path: Path, **changes: object) -> Path:
+    data = yaml.safe_load((BOARDS_DIR / "qemu-amd64.yaml").read_text())
+    data.update(changes)
+    data["name"] = "test-board"
+    path = tmp_path / "test-board.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", board_names())
+def test_shipped_boards_load(name: str) -> None:
+    b = load_board(name)
+    assert b.name == name
+    assert b.kernel.package in b.all_packages()
+    assert "systemd" in b.all_packages()
+
+
+def test_nuc_has_intel_firmware_and_wifi() -> None:
+    pk = load_board("nuc-amd64").all_packages()
+    for p in ("intel-microcode", "firmware-misc-nonfree", "firmware-realtek",
+              "firmware-iwlwifi", "wpasupplicant", "linux-image-amd64"):
+        assert p in pk
+    assert "non-free-firmware" in load_board("nuc-amd64").components
+
+
+def test_defaults_come_from_the_schema(tmp_path: Path) -> None:
+    path = write_board(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    del data["sizes"]
+    path.write_text(yaml.safe_dump(data))
+    b = load_board_file(path)
+    assert (b.sizes.boot_mib, b.sizes.root_mib, b.sizes.data_mib) == (256, 1024, 128)
+    assert b.suite == "trixie"
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r"at colour: unknown key \(known keys here: arch"):
+        load_board_file(write_board(tmp_path, colour="red"))
+
+
+def test_unknown_nested_key(tmp_path: Path) -> None:
+    bad = {"package": "linux-image-amd64", "cmdlin": []}
+    with pytest.raises(OsbError, match=r"at kernel.cmdlin: unknown key"):
+        load_board_file(write_board(tmp_path, kernel=bad))
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r"at sizes.root_mib: expected integer, got str"):
+        load_board_file(write_board(tmp_path, sizes={"root_mib": "big"}))
+
+
+def test_wrong_enum(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r'at arch: "armel" is not one of "amd64"'):
+        load_board_file(write_board(tmp_path, arch="armel"))
+
+
+def test_unknown_package_set(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r"at package_sets: unknown package set 'basics'"):
+        load_board_file(write_board(tmp_path, package_sets=["basics"]))
+
+
+def test_name_must_match_file(tmp_path: Path) -> None:
+    path = write_board(tmp_path)
+    path.rename(tmp_path / "other.yaml")
+    with pytest.raises(OsbError, match="must match the file name 'other'"):
+        load_board_file(tmp_path / "other.yaml")
+
+
+def test_unknown_board_lists_known_ones() -> None:
+    with pytest.raises(OsbError, match=r"unknown board 'pi9'.*qemu-amd64"):
+        load_board("pi9")
+
+
+def test_not_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "x.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(OsbError, match="not valid YAML"):
+        load_board_file(p)

@@ -1,0 +1,61 @@
+"""The host CLI: listing, validation and bad input, run as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def osb(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "osbuilder", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_boards_lists_arch_and_formats() -> None:
+    r = osb("boards")
+    assert r.returncode == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in r.stdout.splitlines()[1:]}
+    assert rows["qemu-amd64"] == ["amd64", "img"]
+    assert rows["nuc-amd64"] == ["amd64", "img"]
+
+
+def test_validate_board_ok_and_bad(tmp_path: Path) -> None:
+    assert osb("validate-board", "boards/qemu-amd64.yaml").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\narch: sparc\n")
+    r = osb("validate-board", str(bad))
+    assert r.returncode == 2
+    assert 'at arch: "sparc" is not one of' in r.stderr
+    assert "'description' is a required property" in r.stderr
+
+
+def test_build_unknown_board() -> None:
+    r = osb("build", "--board", "pi9")
+    assert r.returncode == 2
+    assert "unknown board 'pi9'" in r.stderr
+
+
+def test_build_bad_k3s_version() -> None:
+    r = osb("build", "--board", "qemu-amd64", "--k3s-version", "latest")
+    assert r.returncode == 2 and "--k3s-version 'latest'" in r.stderr
+
+
+def test_build_out_dir_not_creatable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = osb("build", "--board", "qemu-amd64", "--out", str(blocker / "out"))
+    assert r.returncode == 2
+    assert f"--out {blocker / 'out'}: cannot create the output directory" in r.stderr
+
+
+def test_build_missing_config_file(tmp_path: Path) -> None:
+    r = osb("build", "--board", "qemu-amd64", "--config", str(tmp_path / "nope.yaml"))
+    assert r.returncode == 2 and "nope.yaml: no such file" in r.stderr
+
+
+def test_help_explains_build() -> None:
+    r = osb("build", "--help")
+    assert r.returncode == 0
+    for flag in ("--board", "--k3s-dir", "--k3s-channel", "--config", "--format", "--out"):
+        assert flag in r.stdout

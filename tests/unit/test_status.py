@@ -1,0 +1,34 @@
+"""Parsing behind `osbuilder-agent status`."""
+
+from __future__ import annotations
+
+from osbuilder.agent.status import MountFact, Status, cmdline_args, find_mount, os_release
+
+MOUNTINFO = """\
+22 1 254:2 / / ro,relatime shared:1 - squashfs /dev/vda2 ro,errors=continue
+25 22 254:4 / /data rw,noatime shared:5 - ext4 /dev/vda4 rw
+26 22 0:30 / /var rw,relatime shared:6 - overlay osb-var rw,lowerdir=/var,upperdir=/data/var
+27 22 0:31 / /etc rw,relatime shared:7 - overlay osb-etc rw,lowerdir=/etc
+"""
+
+
+def test_find_mount() -> None:
+    assert find_mount(MOUNTINFO, "/") == MountFact("/dev/vda2", "squashfs", True)
+    assert find_mount(MOUNTINFO, "/data") == MountFact("/dev/vda4", "ext4", False)
+    assert find_mount(MOUNTINFO, "/var") == MountFact("osb-var", "overlay", False)
+    assert find_mount(MOUNTINFO, "/nope") is None
+
+
+def test_cmdline_and_os_release() -> None:
+    args = cmdline_args("root=PARTLABEL=OSB_ROOT_A ro osb.slot=a console=ttyS0,115200")
+    assert args["osb.slot"] == "a" and args["root"] == "PARTLABEL=OSB_ROOT_A" and "ro" in args
+    rel = os_release('# c\nIMAGE_VERSION="1.2.3"\nVARIANT_ID=qemu-amd64\n')
+    assert rel == {"IMAGE_VERSION": "1.2.3", "VARIANT_ID": "qemu-amd64"}
+
+
+def test_oneline() -> None:
+    s = Status("a", "1.0", "qemu-amd64", MountFact("/dev/vda2", "squashfs", True),
+               None, None, 2**30, 4 * 2**30)
+    line = s.oneline()
+    assert line.startswith("osbuilder-agent: status slot=a version=1.0 board=qemu-amd64")
+    assert "root=/dev/vda2:squashfs:ro data=- data_fs=- data_part=1.00GiB disk=4.00GiB" in line
