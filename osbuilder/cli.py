@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     v = sub.add_parser("validate-board", help="check a board file against the schema")
     v.add_argument("file", type=Path)
+    c = sub.add_parser("validate-config", help="check a node config.yaml (as the node would)")
+    c.add_argument("file", type=Path)
     return p
 
 
@@ -106,12 +108,15 @@ def print_summary(artifacts: list[Artifact], progress: Progress) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from osbuilder.build import run_build
+    from osbuilder.build.bootloader import check_node_config
 
     board = load_board(args.board)
     if args.k3s_version:
         check_version(args.k3s_version)
-    if args.config is not None and not args.config.is_file():
-        raise OsbError(f"--config {args.config}: no such file")
+    if args.config is not None:
+        if not args.config.is_file():
+            raise OsbError(f"--config {args.config}: no such file")
+        check_node_config(args.config.read_text(), str(args.config))
     formats = tuple(args.format.split(",")) if args.format else board.formats
     options = BuildOptions(
         out_dir=args.out.resolve(), version=args.image_version,
@@ -181,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_boards()
         if args.command == "show-board":
             return cmd_show_board(args.name)
+        if args.command == "validate-config":
+            from osbuilder.agent.cli import validate_file
+
+            return validate_file(args.file)
         if args.command == "validate-board":
             b = load_board_file(args.file)
             print(f"{args.file}: ok ({b.name}, {b.arch}, {len(b.all_packages())} packages)")

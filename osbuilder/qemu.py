@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket as sock_mod
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +31,8 @@ def default_accel() -> str:
 
 def qemu_argv(
     board: Board, disk: Path, vars_copy: Path, *, serial: str = "mon:stdio",
-    host_forwards: tuple[str, ...] = (), extra: tuple[str, ...] = (), accel: str | None = None,
+    host_forwards: tuple[str, ...] = (), guest_forwards: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (), accel: str | None = None,
 ) -> list[str]:
     """argv for one VM; vars_copy is this VM's private copy of the UEFI variable store."""
     q = board.qemu
@@ -40,7 +43,8 @@ def qemu_argv(
     if not Path(q.firmware).is_file():
         raise OsbError(f"UEFI firmware {q.firmware} missing: apt-get install {q.firmware_package}")
     accel = accel or default_accel()
-    nic = "user,model=virtio-net-pci,restrict=on" + "".join(f",hostfwd={f}" for f in host_forwards)
+    nic = "user,model=virtio-net-pci,restrict=on" + "".join(
+        [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards])
     argv = [
         q.binary, "-accel", accel, "-machine", q.machine,
         "-cpu", "host" if accel == "kvm" else q.cpu,
@@ -60,14 +64,25 @@ def qemu_argv(
     return argv
 
 
-class VM:
-    """A QEMU process whose serial console is written to a file and matched by regex."""
+def interactive_serial(sock: Path, log: Path) -> tuple[str, tuple[str, ...]]:
+    """(serial, extra argv) for a console that is logged to a file and can be typed into
+    through a unix socket (VM.type)."""
+    return "chardev:console0", (
+        "-chardev", f"socket,id=console0,path={sock},server=on,wait=off,logfile={log}",
+    )
 
-    def __init__(self, argv: list[str], console_log: Path) -> None:
+
+class VM:
+    """A QEMU process whose serial console is written to a file and matched by regex;
+    with `socket` (see interactive_serial) the console can also be typed into."""
+
+    def __init__(self, argv: list[str], console_log: Path, socket: Path | None = None) -> None:
         self.argv = argv
         self.log = console_log
+        self.socket = socket
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self._sock: sock_mod.socket | None = None
 
     def __enter__(self) -> VM:
         self.log.write_bytes(b"")
@@ -79,7 +94,47 @@ class VM:
     def __exit__(self, *exc: object) -> None:
         self.kill()
 
+    def type(self, text: str) -> None:
+        """Type on the serial console (slowly: the guest's UART has a small FIFO)."""
+        if self._sock is None:
+            assert self.socket is not None, "VM started without an interactive console"
+            self._sock = sock_mod.socket(sock_mod.AF_UNIX, sock_mod.SOCK_STREAM)
+            self._sock.connect(str(self.socket))
+            # QEMU also sends the guest's output here; unread, it fills the socket buffer
+            # and stalls the guest's UART. The logfile already has it: discard.
+            threading.Thread(target=self._drain, args=(self._sock,), daemon=True).start()
+        for ch in text.encode():
+            self._sock.sendall(bytes([ch]))
+            time.sleep(0.01)
+
+    @staticmethod
+    def _drain(sock: sock_mod.socket) -> None:
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def login(self, user: str, password: str, timeout: float = 120) -> None:
+        mark = len(self.console())
+        self.type(f"{user}\n")
+        self.wait_for(r"[Pp]assword: ?$", timeout, since=mark)
+        mark = len(self.console())
+        self.type(f"{password}\n")
+        self.wait_for(r"[$#] $", timeout, since=mark)  # the shell prompt: ready for input
+
+    def shell(self, command: str, timeout: float = 120) -> str:
+        """Run a command in a logged-in console shell; returns its output."""
+        tag = f"__osb_{time.monotonic_ns()}__"
+        mark = len(self.console())
+        self.type(f"{command}; echo {tag}$?\n")
+        m = self.wait_for(rf"\n(?s:(.*?)){tag}(\d+)", timeout, since=mark)
+        return m.group(1)
+
     def kill(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -87,12 +142,13 @@ class VM:
     def console(self) -> str:
         return self.log.read_bytes().decode(errors="replace")
 
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        """Wait until pattern appears on the console; fail with the console tail if not."""
-        rx = re.compile(pattern)
+    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match[str]:
+        """Wait until pattern appears on the console (after offset `since`); fail with the
+        console tail if it does not."""
+        rx = re.compile(pattern, re.MULTILINE)
         deadline = time.monotonic() + timeout
         while True:
-            m = rx.search(self.console())
+            m = rx.search(self.console(), since)
             if m:
                 return m
             assert self.proc is not None

@@ -12,8 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from osbuilder.errors import OsbError
 
 SCHEMA_DIRS = (
@@ -40,7 +38,7 @@ def key_path(parts: list[str | int] | Any) -> str:
     return out or "(top level)"
 
 
-def _describe(err: jsonschema.ValidationError) -> tuple[str, str]:
+def _describe(err: Any) -> tuple[str, str]:  # a jsonschema.ValidationError
     path = list(err.absolute_path)
     schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     instance: Any = err.instance
@@ -55,7 +53,7 @@ def _describe(err: jsonschema.ValidationError) -> tuple[str, str]:
             f"{json.dumps(err.instance, default=str)[:60]}"
         )
     if err.validator == "enum":
-        allowed = ", ".join(json.dumps(v) for v in err.validator_value)  # type: ignore[union-attr]
+        allowed = ", ".join(json.dumps(v) for v in err.validator_value)
         return key_path(path), f"{json.dumps(err.instance)[:60]} is not one of {allowed}"
     if err.validator == "required":
         return key_path(path), err.message
@@ -64,6 +62,8 @@ def _describe(err: jsonschema.ValidationError) -> tuple[str, str]:
 
 def validation_errors(instance: Any, schema_name: str) -> list[tuple[str, str]]:
     """All problems as (key path, message), most specific first, in document order."""
+    import jsonschema  # costly to import; the node agent skips it for an unchanged config
+
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))

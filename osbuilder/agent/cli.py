@@ -1,12 +1,31 @@
-"""`osbuilder-agent`: the command-line entry of the node agent."""
+"""`osbuilder-agent`: the node agent's command line (runs on the node)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from osbuilder.agent import status
+from osbuilder.agent.paths import AgentPaths
+from osbuilder.errors import OsbError
+
+
+def validate_file(path: Path) -> int:
+    """Same check as on the node: YAML, k3OS spellings, schema; every bad key named."""
+    from osbuilder.agent.config import parse
+    from osbuilder.agent.sources import load_yaml_mapping
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise OsbError(f"{path}: {exc.strerror}") from exc
+    cfg = parse(load_yaml_mapping(text, str(path)), str(path))
+    print(f"{path}: ok (role {cfg.k3s.role}"
+          + (f", server {cfg.k3s.server_url}" if cfg.k3s.server_url else "") + ")")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,10 +33,44 @@ def main(argv: list[str] | None = None) -> int:
         prog="osbuilder-agent", description="osbuilder node agent (runs on the node)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    st = sub.add_parser("status", help="booted slot, image version, root and data partitions")
+    sub.add_parser("boot", help="apply the node config (every boot; idempotent)")
+    sub.add_parser("online", help="fetch config_url, remote SSH keys and manifests")
+    sub.add_parser("run-cmd", help="run the config's run_cmd list (end of boot)")
+    st = sub.add_parser("status", help="slot, version, config sources, k3s role, last errors")
     st.add_argument("--oneline", action="store_true", help="one line (printed on the console)")
+    st.add_argument("--json", action="store_true", help="machine-readable")
+    v = sub.add_parser("validate", help="check a config.yaml without applying it")
+    v.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "status":
-        facts = status.gather()
-        print(facts.oneline() if args.oneline else json.dumps(asdict(facts), indent=2))
-    return 0
+    paths = AgentPaths()
+    try:
+        if args.command == "validate":
+            return validate_file(args.file)
+        if args.command == "status":
+            facts = status.gather(paths)
+            if args.json:
+                print(json.dumps(asdict(facts), indent=2))
+            else:
+                print(facts.oneline() if args.oneline else facts.text())
+            return 0
+        from osbuilder.agent import boot
+        from osbuilder.agent.facts import gather
+
+        if args.command == "boot":
+            return 1 if boot.boot(paths, gather()).errors else 0
+        if args.command == "online":
+            boot.online(paths, gather())
+            return 0
+        if args.command == "run-cmd":
+            from osbuilder.agent.commands import run_commands
+            from osbuilder.agent.config import parse
+            from osbuilder.agent.state import read_json
+
+            last = read_json(paths.last_good) or {"config": {}}
+            for w in run_commands("run_cmd", parse(last["config"]).run_cmd):
+                print(f"osbuilder-agent: warning: {w}")
+            return 0
+    except OsbError as exc:
+        print(f"osbuilder-agent: error: {exc}", file=sys.stderr)
+        return 2
+    return 1

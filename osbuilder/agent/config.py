@@ -125,9 +125,12 @@ def block_of(merged: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse(merged: dict[str, Any], source: str = "config") -> NodeConfig:
-    """Validate a merged config and turn it into a NodeConfig (raises OsbError)."""
-    validate(merged, SCHEMA, source)
+def parse(merged: dict[str, Any], source: str = "config", validated: bool = False
+          ) -> NodeConfig:
+    """Validate a merged config (unless the caller already did) and turn it into a
+    NodeConfig (raises OsbError)."""
+    if not validated:
+        validate(merged, SCHEMA, source)
     schema = load_schema(SCHEMA)
     top: dict[str, Any] = with_defaults(merged, schema)
     b: dict[str, Any] = with_defaults(block_of(merged), schema["$defs"]["block"])

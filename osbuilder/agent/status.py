@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from osbuilder.agent.paths import AgentPaths
+from osbuilder.agent.state import read_json
+
 
 @dataclass(frozen=True)
 class MountFact:
@@ -24,6 +27,30 @@ class Status:
     data_fs_bytes: int | None
     data_part_bytes: int | None
     disk_bytes: int | None
+    result: str | None = None
+    sources: tuple[str, ...] = ()
+    role: str | None = None
+    hostname: str | None = None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    apply_seconds: float | None = None
+    peak_rss_kib: int | None = None
+
+    def text(self) -> str:
+        lines = [
+            f"slot:      {self.slot or '-'}",
+            f"version:   {self.version or '-'} ({self.board or '-'})",
+            f"root:      {self.root.source} {self.root.fstype} "
+            f"{'read-only' if self.root.read_only else 'read-write'}" if self.root else "root: -",
+            f"data:      {self.data.source if self.data else '-'}",
+            f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}",
+            f"k3s role:  {self.role or '-'}",
+            f"hostname:  {self.hostname or '-'}",
+            f"last boot: {self.apply_seconds} s, peak RSS {self.peak_rss_kib} KiB",
+        ]
+        lines += [f"error:     {e}" for e in self.errors]
+        lines += [f"warning:   {w}" for w in self.warnings]
+        return "\n".join(lines)
 
     def oneline(self) -> str:
         def mnt(m: MountFact | None) -> str:
@@ -89,7 +116,7 @@ def read(path: str) -> str:
         return ""
 
 
-def gather() -> Status:
+def gather(paths: AgentPaths | None = None) -> Status:
     cmd = cmdline_args(read("/proc/cmdline"))
     rel = os_release(read("/usr/lib/os-release"))
     mountinfo = read("/proc/self/mountinfo")
@@ -101,7 +128,12 @@ def gather() -> Status:
         part_bytes = block_size_bytes(data.source)
         disk = parent_disk(data.source)
         disk_bytes = block_size_bytes(disk) if disk else None
+    state = read_json((paths or AgentPaths()).state_file) or {}
     return Status(
+        result=state.get("result"), sources=tuple(state.get("sources", ())),
+        role=state.get("role"), hostname=state.get("hostname"),
+        errors=tuple(state.get("errors", ())), warnings=tuple(state.get("warnings", ())),
+        apply_seconds=state.get("seconds"), peak_rss_kib=state.get("peak_rss_kib"),
         slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),
         root=find_mount(mountinfo, "/"), data=data, data_fs_bytes=fs_bytes,
         data_part_bytes=part_bytes, disk_bytes=disk_bytes,

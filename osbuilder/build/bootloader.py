@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import shutil
 
-import yaml
-
+from osbuilder.agent.config import parse
+from osbuilder.agent.sources import load_yaml_mapping
 from osbuilder.bootloaders import systemd_boot
 from osbuilder.context import BuildContext
-from osbuilder.errors import OsbError
 
 ADAPTERS = {"systemd-boot": systemd_boot.stage_boot_files}
 
 
-def check_node_config(path_text: str, source: str) -> None:
-    try:
-        data = yaml.safe_load(path_text)
-    except yaml.YAMLError as exc:
-        raise OsbError(f"--config {source}: not valid YAML: {exc}") from exc
-    if data is not None and not isinstance(data, dict):
-        raise OsbError(f"--config {source}: expected a mapping of keys at the top level")
+def check_node_config(text: str, source: str) -> None:
+    """The node's own check, so a bad config fails the build, not the first boot."""
+    parse(load_yaml_mapping(text, f"--config {source}"), f"--config {source}")
 
 
 def stage_boot_partition(ctx: BuildContext) -> None:

@@ -1,4 +1,4 @@
-"""Stage units: enable/disable systemd units as the overlay's preset file lists them."""
+"""Stage units: create sysusers.d users; enable/disable units as the preset file lists."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ PRESET = "usr/lib/systemd/system-preset/80-osbuilder.preset"
 
 
 def apply_presets(ctx: BuildContext) -> None:
+    # users declared in sysusers.d (the default user osb) exist in the image's /etc
+    chroot_run(ctx.rootfs, ["systemd-sysusers"])
     for line in (ctx.rootfs / PRESET).read_text().splitlines():
         verb, _, unit = line.partition(" ")
         if verb in ("enable", "disable") and unit.strip():

@@ -61,3 +61,30 @@ def read_range(image: Path, part: Part) -> bytes:
     with image.open("rb") as f:
         f.seek(part.start)
         return f.read(part.size)
+
+
+def fat_write(image: Path, part: Part, path: str, data: bytes, workdir: Path) -> None:
+    """Put a file on a FAT partition of the image (as a user would from a laptop)."""
+    src = workdir / Path(path).name
+    src.write_bytes(data)
+    subprocess.run(["mcopy", "-o", "-i", f"{image}@@{part.start}", str(src), f"::/{path}"],
+                   check=True, capture_output=True)
+
+
+def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None:
+    """Read a file from an ext4 partition with debugfs (no mount); None if missing."""
+    fs = workdir / "part.ext4"
+    with image.open("rb") as src, fs.open("wb") as dst:
+        src.seek(part.start)
+        remaining = part.size
+        while remaining:
+            chunk = src.read(min(remaining, 1 << 22))
+            if not chunk:
+                break
+            dst.write(chunk)
+            remaining -= len(chunk)
+    out = workdir / "extracted"
+    out.unlink(missing_ok=True)
+    subprocess.run(["debugfs", "-R", f"dump {path} {out}", str(fs)], capture_output=True)
+    fs.unlink()
+    return out.read_bytes() if out.exists() else None

@@ -18,8 +18,51 @@ from pathlib import Path
 from urllib.parse import unquote
 
 VERSION = "v1.31.4+k3s1"
-STANDIN = b"#!/bin/sh\n# k3s stand-in (test double served by tests/helpers/k3s_fixture.py)\n" \
-          b'echo "k3s stand-in: $*"\n'
+STANDIN = b'''#!/usr/bin/python3
+# k3s stand-in: TEST DOUBLE served by tests/helpers/k3s_fixture.py, never in a product
+# build. It records how systemd started it, reports on the console, tells systemd it is
+# ready (the k3s units are Type=notify), then as a server answers HTTP on :6443 and as an
+# agent connects to the server named in its config.
+import json, os, socket, sys, time
+rec = {"argv": sys.argv[1:], "env": sorted(k for k in os.environ if k.isupper())}
+try:
+    rec["config"] = open("/etc/rancher/k3s/config.yaml").read()
+except OSError:
+    rec["config"] = None
+os.makedirs("/var/lib/rancher/k3s-standin", exist_ok=True)
+with open("/var/lib/rancher/k3s-standin/record.json", "w") as f:
+    json.dump(rec, f)
+def console(msg):
+    with open("/dev/console", "w") as c:
+        c.write("k3s-standin: " + msg + "\\n")
+console("started " + json.dumps(rec["argv"]))
+ns = os.environ.get("NOTIFY_SOCKET")
+if ns:
+    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    n.connect("\\0" + ns[1:] if ns.startswith("@") else ns)
+    n.sendall(b"READY=1")
+if rec["argv"][:1] == ["server"]:
+    srv = socket.create_server(("0.0.0.0", 6443))
+    while True:
+        conn, peer = srv.accept()
+        console("server: connection from " + peer[0])
+        conn.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\nk3s stand-in server\\n")
+        conn.close()
+url = next((l.split(":", 1)[1].strip() for l in (rec["config"] or "").splitlines()
+            if l.startswith("server:")), "")
+hostport = url.split("//", 1)[-1].rstrip("/")
+host, _, port = hostport.rpartition(":")
+for _ in range(120):
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+            console("agent: reached " + url + ": " + s.recv(100).decode().split("\\n")[-2])
+            break
+    except OSError as e:
+        time.sleep(2)
+while True:
+    time.sleep(3600)
+'''
 ASSETS = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 
 

@@ -1,0 +1,23 @@
+"""DNS servers for systemd-resolved (a drop-in, so the image's defaults stay below)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osbuilder.agent.apply.fs import HEADER, write_or_remove
+from osbuilder.agent.apply.values import server_list
+from osbuilder.agent.config import NodeConfig
+from osbuilder.agent.facts import Facts
+
+DROPIN = "etc/systemd/resolved.conf.d/50-osbuilder.conf"
+
+
+def dropin(cfg: NodeConfig) -> str | None:
+    if not cfg.dns_nameservers:
+        return None
+    servers = server_list(cfg.dns_nameservers, "k3os.dns_nameservers")
+    return HEADER + "[Resolve]\nDNS=" + servers + "\n"
+
+
+def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
+    write_or_remove(root / DROPIN, dropin(cfg))

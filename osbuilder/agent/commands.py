@@ -1,0 +1,28 @@
+"""init_cmd / boot_cmd / run_cmd: user commands at fixed points of every boot (k3OS
+stage semantics). A failing command is reported, never stops the boot."""
+
+from __future__ import annotations
+
+import subprocess
+
+from osbuilder.agent.config import Command
+
+TIMEOUT_S = 300
+
+
+def run_commands(stage: str, commands: tuple[Command, ...]) -> list[str]:
+    """Run each command; return one warning per failure."""
+    warnings = []
+    for i, cmd in enumerate(commands):
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            warnings.append(f"{stage}[{i}]: {exc}")
+            continue
+        out = (r.stdout + r.stderr).strip()
+        if out:
+            print(f"osbuilder-agent: {stage}[{i}]: {out[-500:]}")
+        if r.returncode != 0:
+            warnings.append(f"{stage}[{i}]: exit {r.returncode}")
+    return warnings

@@ -1,0 +1,28 @@
+"""Where the agent reads and writes on a node; tests point these at a temp dir."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    root: Path = Path("/")
+    cmdline: Path = Path("/proc/cmdline")
+    boot_dir: Path = Path("/boot/efi")  # the boot partition: config.yaml, config.d/
+    image_default: Path = Path("/usr/share/osbuilder/config.default.yaml")
+    user_data: Path = Path("/var/lib/cloud/instance/user-data.txt")
+    state_dir: Path = Path("/var/lib/osbuilder")
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "agent-state.json"
+
+    @property
+    def last_good(self) -> Path:
+        return self.state_dir / "last-good-config.json"
+
+    @property
+    def config_url_cache(self) -> Path:
+        return self.state_dir / "config-url.yaml"

@@ -1,0 +1,177 @@
+"""The node agent on a booted qemu-amd64 image (QEMU TCG): config.yaml on the boot
+partition (written loop-free with mtools) brings the node up as k3s server or agent; a
+bad config is refused with its key path and the node stays reachable.
+
+k3s is a stand-in (TEST DOUBLE, tests/helpers/k3s_fixture.py): it records its argv and
+config and reports on the console. The agent-role test serves a fake API endpoint on the
+host's 127.0.0.1, reachable from the guest only through QEMU's guestfwd.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from osbuilder.boards import load_board
+from osbuilder.qemu import VM, interactive_serial, qemu_argv
+from tests.conftest import Build
+from tests.helpers.image import ext4_read, fat_write, partitions
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = 300
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOsbuilderE2eTestKeyNotARealOne0000000000 e2e@test"
+SERVER = {
+    "hostname": "node-s1",
+    "ssh_authorized_keys": [KEY],
+    "write_files": [{"path": "/var/lib/e2e/hello.txt", "content": "aGVsbG8K",
+                     "encoding": "b64", "permissions": "0640", "owner": "osb:osb"}],
+    "run_cmd": ["echo ran > /var/lib/e2e/run_cmd.txt"],
+    "k3os": {"password": "s3cret-e2e", "sysctl": {"vm.swappiness": 13},
+             "modules": ["dummy"], "ntp_servers": ["127.0.0.1"],
+             "labels": {"site": "lab"}, "taints": ["dedicated=edge:NoSchedule"],
+             "tls_san": ["k3s.example.test"], "cluster_init": True, "disable": ["traefik"]},
+}
+
+
+def prepare(build: Build, tmp_path: Path, config: dict[str, Any] | str) -> Path:
+    disk = tmp_path / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(build.image), str(disk)], check=True)
+    subprocess.run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), "4G"], check=True)
+    write_config(disk, config, tmp_path)
+    return disk
+
+
+def write_config(disk: Path, config: dict[str, Any] | str, tmp_path: Path) -> None:
+    text = config if isinstance(config, str) else yaml.safe_dump(config)
+    fat_write(disk, partitions(disk)[1][0], "config.yaml", text.encode(), tmp_path)
+
+
+def boot(disk: Path, tmp_path: Path, guestfwd: tuple[str, ...] = ()) -> VM:
+    serial, extra = interactive_serial(tmp_path / "console.sock", tmp_path / "console.log")
+    argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
+                     extra=extra, guest_forwards=guestfwd)
+    return VM(argv, tmp_path / "console.log", tmp_path / "console.sock")
+
+
+def data_file(disk: Path, path: str, tmp_path: Path) -> bytes | None:
+    return ext4_read(disk, partitions(disk)[1][3], path, tmp_path)
+
+
+def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
+    disk = prepare(qemu_amd64_build, tmp_path, SERVER)
+    with boot(disk, tmp_path) as vm:
+        m = vm.wait_for(r"osbuilder-agent: applied config \(sources=([^,]*), role=server, "
+                        r"hostname=node-s1\)", TIMEOUT)
+        assert m.group(1) == "/boot/efi/config.yaml"
+        vm.wait_for(r'k3s-standin: started \["server"\]', TIMEOUT)
+        vm.wait_for(r"node-s1 login:", TIMEOUT)
+        print(f"\nboot to applied config + login: {vm.elapsed():.1f} s (TCG)")
+        vm.login("osb", "s3cret-e2e")
+        out = vm.shell("hostname; cat /proc/sys/vm/swappiness; id -nG; "
+                       "grep -c dummy /proc/modules; systemctl is-active k3s.service; "
+                       "cat /etc/systemd/timesyncd.conf.d/*.conf")
+        lines = [line.strip() for line in out.splitlines()]
+        assert "node-s1" in lines and "13" in lines, out
+        assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
+        out = vm.shell("echo s3cret-e2e | sudo -S cat /etc/rancher/k3s/config.yaml; sync")
+        assert "cluster-init: true" in out and "k3s.example.test" in out
+        # figures: `boot` again on the unchanged config (what every later boot does)
+        out = vm.shell("echo s3cret-e2e | sudo -S osbuilder-agent boot; "
+                       "osbuilder-agent status; sync", timeout=180)
+        assert "applied config (sources=/boot/efi/config.yaml, role=server" in out
+        fig = re.search(r"last boot: ([\d.]+) s, peak RSS (\d+) KiB", out)
+        assert fig, out
+        print(f"agent boot on unchanged config: {fig.group(1)} s, peak RSS "
+              f"{int(fig.group(2)) / 1024:.1f} MiB (TCG)")
+        console = vm.console()
+    assert "config error" not in console
+    rec = json.loads(data_file(disk, "/var/lib/rancher/k3s-standin/record.json", tmp_path)
+                     or b"{}")
+    assert rec["argv"] == ["server"]
+    k3s_cfg = yaml.safe_load(rec["config"])
+    assert k3s_cfg["node-label"] == ["site=lab"]
+    assert k3s_cfg["node-taint"] == ["dedicated=edge:NoSchedule"]
+    assert k3s_cfg["disable"] == ["traefik"] and "server" not in k3s_cfg
+    keys = (data_file(disk, "/home/osb/.ssh/authorized_keys", tmp_path) or b"").decode()
+    assert [k for k in keys.splitlines() if not k.startswith("#")] == [KEY]
+    assert data_file(disk, "/var/lib/e2e/hello.txt", tmp_path) == b"hello\n"
+    assert data_file(disk, "/var/lib/e2e/run_cmd.txt", tmp_path) == b"ran\n"
+    state = json.loads(data_file(disk, "/var/lib/osbuilder/agent-state.json", tmp_path) or b"{}")
+    assert state["result"] == "applied" and state["role"] == "server"
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[int, list[str]]]:
+    """A TCP endpoint on 127.0.0.1 standing in for the k3s server's :6443."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    hits: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            hits.append(conn.recv(100).decode(errors="replace"))
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nfake k3s api on the host\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv.getsockname()[1], hits
+    srv.close()
+
+
+def test_agent_config_joins_server_url(qemu_amd64_build: Build, tmp_path: Path,
+                                       fake_api: tuple[int, list[str]]) -> None:
+    port, hits = fake_api
+    config = {"k3os": {"server_url": "https://10.0.2.100:6443",
+                       "token": "K10abcdef::server:s3cret", "password": "agent-pw"}}
+    disk = prepare(qemu_amd64_build, tmp_path, config)
+    with boot(disk, tmp_path, guestfwd=(f"tcp:10.0.2.100:6443-tcp:127.0.0.1:{port}",)) as vm:
+        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=agent, "
+                    r"hostname=osb-[0-9a-f]{6}\)", TIMEOUT)
+        vm.wait_for(r'k3s-standin: started \["agent"\]', TIMEOUT)
+        vm.wait_for(r"k3s-standin: agent: reached https://10.0.2.100:6443: fake k3s api", TIMEOUT)
+        vm.wait_for(r"osb-[0-9a-f]{6} login:", TIMEOUT)
+        vm.login("osb", "agent-pw")
+        vm.shell("sync")  # the stand-in's record must be on disk before QEMU is killed
+    assert hits and hits[0].startswith("GET / HTTP/1.0")
+    rec = json.loads(data_file(disk, "/var/lib/rancher/k3s-standin/record.json", tmp_path)
+                     or b"{}")
+    k3s_cfg = yaml.safe_load(rec["config"])
+    assert k3s_cfg["server"] == "https://10.0.2.100:6443"
+    assert k3s_cfg["token"] == "K10abcdef::server:s3cret"
+    assert "cluster-init" not in k3s_cfg
+
+
+def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
+                                                        tmp_path: Path) -> None:
+    good = {"hostname": "keeper", "k3os": {"password": "first-pw"}}
+    disk = prepare(qemu_amd64_build, tmp_path, good)
+    with boot(disk, tmp_path) as vm:
+        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
+                    r"hostname=keeper\)", TIMEOUT)
+        vm.wait_for(r"keeper login:", TIMEOUT)
+    bad = "hostname: changed\nk3os:\n  password: second-pw\n  labels: [a, b]\n  colour: red\n"
+    write_config(disk, bad, tmp_path)
+    (tmp_path / "console.log").unlink()
+    with boot(disk, tmp_path) as vm:
+        vm.wait_for(r"osbuilder-agent: config error at k3os\.colour: unknown key", TIMEOUT)
+        vm.wait_for(r"osbuilder-agent: config error at k3os\.labels: expected object, got list",
+                    TIMEOUT)
+        vm.wait_for(r"applied config \(kept last good config\) \(sources=/boot/efi/config.yaml,"
+                    r" role=server, hostname=keeper\)", TIMEOUT)
+        vm.wait_for(r"keeper login:", TIMEOUT)
+        vm.login("osb", "first-pw")
+        out = vm.shell("hostname; osbuilder-agent status")
+        assert "keeper" in out and "error:" in out and "k3os.colour" in out

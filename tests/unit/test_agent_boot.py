@@ -1,0 +1,120 @@
+"""`osbuilder-agent boot` end to end on a temp root: sources -> validation -> appliers,
+fallback to the last good config, nothing half-applied, idempotent re-runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osbuilder.agent.boot import boot
+from osbuilder.agent.facts import Facts
+from osbuilder.agent.paths import AgentPaths
+from tests.unit.test_apply_all import snapshot
+from tests.unit.test_apply_fs import make_root
+
+FACTS = Facts(macs=("52:54:00:ab:cd:ef",), wireless=(), serial=None, hostname=None)
+
+
+def node(tmp_path: Path, config: dict[str, object] | str, cmdline: str = "") -> AgentPaths:
+    root = make_root(tmp_path / "root")
+    (tmp_path / "boot").mkdir(exist_ok=True)
+    text = config if isinstance(config, str) else yaml.safe_dump(config)
+    (tmp_path / "boot/config.yaml").write_text(text)
+    (tmp_path / "cmdline").write_text(cmdline)
+    return AgentPaths(root=root, cmdline=tmp_path / "cmdline", boot_dir=tmp_path / "boot",
+                      image_default=tmp_path / "none.yaml", user_data=tmp_path / "none.txt",
+                      state_dir=root / "var/lib/osbuilder")
+
+
+def test_boot_applies_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw", "labels": {"a": "b"}}},
+                 cmdline="ro osb.slot=a k3os.token=from-cmdline")
+    out = boot(paths, FACTS)
+    assert out.errors == []
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == (f"osbuilder-agent: applied config (sources=cmdline,{tmp_path}/boot/"
+                    "config.yaml, role=server, hostname=n1)")
+    k3s = yaml.safe_load((paths.root / "etc/rancher/k3s/config.yaml").read_text())
+    assert k3s["token"] == "from-cmdline" and k3s["node-label"] == ["a=b"]
+    assert (paths.root / "etc/hostname").read_text().strip() == "n1"
+    state = json.loads(paths.state_file.read_text())
+    assert state["result"] == "applied" and state["k3s_unit"] == "k3s.service"
+
+
+def test_unchanged_config_changes_nothing(tmp_path: Path) -> None:
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    boot(paths, FACTS)
+
+    def files() -> dict[str, object]:  # the state record says when it ran: it must change
+        return {k: v for k, v in snapshot(paths.root).items()
+                if k not in ("var/lib/osbuilder", "var/lib/osbuilder/agent-state.json")}
+
+    before = files()
+    boot(paths, FACTS)
+    assert files() == before
+
+
+@pytest.mark.parametrize("bad, where", [
+    ("hostname: n2\nk3os: {colour: red}\n", "k3os.colour"),
+    ("hostname: n2\nk3os:\n  wifi: [{name: x, passphrase: short}]\n", "k3os.wifi[0].passphrase"),
+    ("hostname: n2\nk3os: [\n", "boot/config.yaml"),
+])
+def test_bad_config_keeps_last_good(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    bad: str, where: str) -> None:
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    boot(paths, FACTS)
+    shadow = (paths.root / "etc/shadow").read_text()
+    capsys.readouterr()
+    (tmp_path / "boot/config.yaml").write_text(bad)
+    out = boot(paths, FACTS)
+    printed = capsys.readouterr().out
+    assert f"osbuilder-agent: config error at {where}: " in printed.replace(f"{tmp_path}/", "")
+    assert "applied config (kept last good config)" in printed and "hostname=n1" in printed
+    assert (paths.root / "etc/hostname").read_text().strip() == "n1"
+    assert (paths.root / "etc/shadow").read_text() == shadow, "password kept"
+    assert not (paths.root / "etc/wpa_supplicant").exists(), "nothing of the bad config"
+    assert out.errors and json.loads(paths.state_file.read_text())["result"] == "error"
+
+
+def test_first_boot_with_bad_config_uses_image_defaults(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    paths = node(tmp_path, "k3os: {labels: [x]}\n")
+    boot(paths, FACTS)
+    printed = capsys.readouterr().out
+    assert "config error at k3os.labels: expected object, got list" in printed
+    assert "sources=(image defaults), role=server, hostname=osb-abcdef" in printed
+
+
+def test_online_fetches_config_url_caches_and_reapplies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """config_url is served by a local HTTP server (stands in for the user's server)."""
+    from osbuilder.agent.boot import online
+    from tests.unit.test_apply_fs import serve
+
+    monkeypatch.setattr("osbuilder.agent.boot.FIRST_RETRY_DELAY_S", 0.01)
+    routes = {"/node.yaml": (200, b"hostname: from-url\nk3os: {labels: {src: url}}\n"),
+              "/images/extra.tar": (200, b"image bytes")}
+    with serve(routes) as (base, hits):
+        paths = node(tmp_path, {"k3os": {"config_url": f"{base}/node.yaml",
+                                         "airgap_images": [f"{base}/images/extra.tar"]}})
+        boot(paths, FACTS)
+        assert (paths.root / "etc/hostname").read_text().strip() != "from-url"
+        assert online(paths, FACTS) == []
+        assert paths.config_url_cache.read_text().startswith("hostname: from-url")
+        assert (paths.root / "etc/hostname").read_text().strip() == "from-url"
+        images = paths.root / "var/lib/rancher/k3s/agent/images/extra.tar"
+        assert images.read_bytes() == b"image bytes"
+        n = len(hits)
+        online(paths, FACTS)
+        assert len(hits) == n + 1, "unchanged config_url: fetched, not re-applied; images kept"
+    # the server is gone: the next boot uses the cached copy
+    capsys.readouterr()
+    boot(paths, FACTS)
+    assert "sources=" in capsys.readouterr().out
+    assert (paths.root / "etc/hostname").read_text().strip() == "from-url"
+    warnings = online(paths, FACTS)
+    assert warnings and "after 5 tries (using the cached copy)" in warnings[0]

@@ -1,0 +1,108 @@
+"""Passwords in /etc/shadow and the home of `osb`.
+
+Hashing a plain-text password needs passlib (Debian python3-passlib on the node); those
+tests skip, saying so, where the host lacks it. Everything else runs without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osbuilder.agent.apply import users
+from osbuilder.agent.config import parse
+from osbuilder.agent.facts import Facts
+from osbuilder.errors import OsbError
+from tests.unit.test_apply_fs import IS_ROOT, make_root, mode
+
+FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)
+# The sha512-crypt test vector of "Hello world!" from the algorithm's specification.
+CRYPT = ("$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiB"
+         "FdcbYEdFCoEOfaS35inz1")
+
+
+def shadow(root: Path) -> dict[str, list[str]]:
+    lines = (root / "etc/shadow").read_text().splitlines()
+    return {f[0]: f for f in (line.split(":") for line in lines)}
+
+
+def passlib_hash() -> Any:
+    return pytest.importorskip("passlib.hash", reason="python3-passlib not installed here")
+
+
+def test_plain_password_is_hashed_and_kept_on_reapply(tmp_path: Path) -> None:
+    ph = passlib_hash()
+    root = make_root(tmp_path)
+    cfg = parse({"k3os": {"password": "s3cret pw"}})
+    users.apply(cfg, FACTS, root)
+    first = shadow(root)
+    assert first["osb"][1].startswith("$6$")
+    assert ph.sha512_crypt.verify("s3cret pw", first["osb"][1])
+    assert first["root"][1] == "!*"  # root_login is off
+    assert first["daemon"] == ["daemon", "*", "19700", "0", "99999", "7", "", "", ""]
+    assert first["osb"][2:] == ["19700", "0", "99999", "7", "", "", ""]  # only field 2
+    mtime = (root / "etc/shadow").stat().st_mtime_ns
+    users.apply(cfg, FACTS, root)  # a random salt would change the file: it must not
+    assert (root / "etc/shadow").stat().st_mtime_ns == mtime
+    users.apply(parse({"k3os": {"password": "other pw"}}), FACTS, root)
+    assert ph.sha512_crypt.verify("other pw", shadow(root)["osb"][1])
+
+
+def test_crypt_string_is_used_verbatim_and_root_login_shares_it(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    users.apply(parse({"k3os": {"password": CRYPT, "root_login": True}}), FACTS, root)
+    s = shadow(root)
+    assert s["osb"][1] == CRYPT and s["root"][1] == CRYPT
+    assert mode(root / "etc/shadow") == 0o640
+    if IS_ROOT:
+        assert (root / "etc/shadow").stat().st_gid == 42  # group shadow
+
+
+def test_no_password_locks_both_accounts(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/shadow").write_text("root:$6$x$y:1:0:99999:7:::\nosb:$6$x$y:1:0:99999:7:::\n")
+    users.apply(parse({}), FACTS, root)
+    assert shadow(root)["osb"][1] == "!"
+    assert shadow(root)["root"][1] == "!*"
+
+
+def test_missing_shadow_lines_are_added(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/shadow").write_text("daemon:*:19700:0:99999:7:::\n")
+    users.apply(parse({"k3os": {"password": CRYPT}}), FACTS, root)
+    s = shadow(root)
+    assert s["osb"][1] == CRYPT and s["root"][1] == "!*" and "daemon" in s
+
+
+def test_bad_crypt_string_names_the_key(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    with pytest.raises(OsbError, match=r"k3os\.password: a crypt string cannot contain"):
+        users.apply(parse({"k3os": {"password": "$6$a:b$c"}}), FACTS, root)
+    assert "$6$a" not in (root / "etc/shadow").read_text()
+
+
+def test_home_is_made_with_owner_and_mode(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    users.apply(parse({}), FACTS, root)
+    home = root / "home/osb"
+    assert home.is_dir() and mode(home) == 0o750
+    if IS_ROOT:
+        assert (home.stat().st_uid, home.stat().st_gid) == (1000, 1000)
+
+
+def test_image_without_osb_is_a_clear_error(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(OsbError, match="the image has no user 'osb'"):
+        users.apply(parse({}), FACTS, root)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs root to chown")
+def test_home_owner_is_repaired(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    (root / "home/osb").mkdir(parents=True)
+    os.chown(root / "home/osb", 0, 0)
+    users.apply(parse({}), FACTS, root)
+    assert (root / "home/osb").stat().st_uid == 1000
