@@ -161,8 +161,8 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     out.warnings += run_commands("boot_cmd", cfg.boot_cmd)
     activate(cfg, name, paths)
     kept = " (kept last good config)" if errors else ""
-    say(f"applied config{kept} (sources={','.join(used) or '-'}, role={cfg.k3s.role}, "
-        f"hostname={name})")
+    say(f"applied config{kept} (sources={','.join(used) or '(image defaults)'}, "
+        f"role={cfg.k3s.role}, hostname={name})")
     record(paths, out, name, "error" if out.errors else "applied", time.monotonic() - started)
     return out
 
