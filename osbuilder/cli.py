@@ -69,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--k3s-airgap-images", action="store_true",
                    help="also download the k3s air-gap images into the image")
     b.add_argument("--config", type=Path, help="node config.yaml to put on the boot partition")
-    b.add_argument("--format", help="comma-separated formats (default: the board's)")
-    b.add_argument("--compress", action="store_true", help="also write <image>.img.zst")
+    b.add_argument("--format", help="comma-separated formats: img (raw disk), qcow2 "
+                                    "(default: the board's)")
+    b.add_argument("--compress", action="store_true",
+                   help="also write <image>.img.zst (with format img)")
     b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
     b.add_argument("--refresh", action="store_true", help="rebuild the cached rootfs")
 
@@ -132,9 +134,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                  f"-> {options.out_dir}")
     artifacts = run_build(board, options, progress)
     print_summary(artifacts, progress)
-    img = next((a.path for a in artifacts if a.kind == "img"), None)
-    if img is not None:
-        print(img)
+    print(artifacts[0].path)  # the disk image (img, else the first format asked for)
     return 0
 
 

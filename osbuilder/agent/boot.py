@@ -149,7 +149,6 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
             cfg = parse(merged, "last good config")
         except OsbError:
             merged, used = {}, []
-        used = used or ["(image defaults)"]
     cfg = cfg or parse(merged, "config", validated=True)
     out = Outcome(used, cfg, errors=errors)
     out.warnings += run_commands("init_cmd", cfg.init_cmd)

@@ -27,6 +27,7 @@ from osbuilder.build.units import apply_presets
 from osbuilder.context import Artifact, BuildContext, BuildOptions
 from osbuilder.errors import CommandError, OsbError
 from osbuilder.formats.img import write_img
+from osbuilder.formats.qcow2 import write_qcow2
 from osbuilder.progress import Progress
 from osbuilder.run import require_tools
 
@@ -45,12 +46,13 @@ STAGES: list[tuple[str, Stage]] = [
     ("bootloader", stage_boot_partition),
     ("assemble", assemble),
 ]
-FORMATS: dict[str, Stage] = {"img": write_img}
+FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2}
 
 HOST_TOOLS = {
     "mmdebstrap": "mmdebstrap", "mksquashfs": "squashfs-tools", "mkfs.vfat": "dosfstools",
     "mcopy": "mtools", "mkfs.ext4": "e2fsprogs", "sfdisk": "fdisk", "unshare": "util-linux",
     "dpkg-query": "dpkg", "zstd": "zstd", "tar": "tar", "dd": "coreutils",
+    "qemu-img": "qemu-utils",
 }
 MIN_FREE_BYTES = 4 << 30
 

@@ -123,7 +123,8 @@ def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
                                 k3s_server: Served, tmp_path: Path) -> None:
     """Second build from the same inputs and SOURCE_DATE_EPOCH: identical squashfs and
     identical disk image."""
-    again = osbuilder_build(tmp_path / "out2", build_cache, k3s_server)
+    again = osbuilder_build(tmp_path / "out2", build_cache, k3s_server,
+                            "--format", "img,qcow2", "--compress")
     assert "cached rootfs" in again.log
     print(f"\nbuild seconds: cold {qemu_amd64_build.seconds:.1f}, warm {again.seconds:.1f}")
     a_parts, b_parts = partitions(qemu_amd64_build.image)[1], partitions(again.image)[1]
@@ -131,6 +132,16 @@ def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
     sq_b = read_range(again.image, b_parts[1])
     assert hashlib.sha256(sq_a).hexdigest() == hashlib.sha256(sq_b).hexdigest()
     assert qemu_amd64_build.image.read_bytes() == again.image.read_bytes()
+    # the other artifacts of the same build hold the same disk
+    qcow2 = again.image.with_suffix(".qcow2")
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(qcow2)],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] == again.image.stat().st_size
+    subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "qcow2",
+                    str(again.image), str(qcow2)], check=True)
+    unzstd = subprocess.run(["zstd", "-dc", str(again.image) + ".zst"], check=True,
+                            capture_output=True).stdout
+    assert unzstd == again.image.read_bytes()
 
 
 def test_interrupted_build_leaves_nothing(build_cache: Path, k3s_server: Served,
