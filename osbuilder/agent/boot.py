@@ -4,8 +4,10 @@ boot   runs early (before sysinit.target, network, sshd, k3s) from local sources
        cached config_url copy. An invalid config is never applied: the error is printed
        with its key path and the last good config is applied instead, so the node stays
        reachable. Idempotent: every boot rewrites the tmpfs /etc from config.
-online runs once the network is up (before k3s): fetches config_url (with retries), SSH
-       keys from github:/gitlab:/URLs and manifest URLs; re-applies if config_url changed.
+online runs once the network is up (after cloud-init, before k3s): fetches config_url
+       (with retries), SSH keys from github:/gitlab:/URLs, manifest and image URLs; applies
+       the config again if it changed since boot (a new config_url copy, or user-data that
+       cloud-init fetched from the network).
 """
 
 from __future__ import annotations
@@ -105,8 +107,12 @@ def resolve(paths: AgentPaths, facts: Facts
     return merged, used, problems
 
 
+def digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def schema_digest() -> str:
-    return hashlib.sha256(json.dumps(load_schema(SCHEMA), sort_keys=True).encode()).hexdigest()
+    return digest(load_schema(SCHEMA))
 
 
 def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
@@ -138,6 +144,7 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
 def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     started = time.monotonic()
     merged, used, problems = resolve(paths, facts)
+    seen = digest(merged)  # what the sources said, valid or not (`online` compares)
     errors = [f"at {where}: {msg}" for where, msg in problems]
     for e in errors:
         say(f"config error {e}")
@@ -162,13 +169,15 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     kept = " (kept last good config)" if errors else ""
     say(f"applied config{kept} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
-    record(paths, out, name, "error" if out.errors else "applied", time.monotonic() - started)
+    record(paths, out, name, "error" if out.errors else "applied", seen,
+           time.monotonic() - started)
     return out
 
 
-def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seconds: float) -> None:
+def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: str,
+           seconds: float) -> None:
     write_json(paths.state_file, {
-        "result": result, "sources": out.sources, "role": out.config.k3s.role,
+        "result": result, "sources": out.sources, "role": out.config.k3s.role, "seen": seen,
         "k3s_unit": k3s_applier.unit_for(out.config), "hostname": hostname,
         "errors": out.errors, "warnings": out.warnings, "time": int(time.time()),
         "seconds": round(seconds, 3),
@@ -213,11 +222,12 @@ def online(paths: AgentPaths, facts: Facts) -> list[str]:
                 tmp = paths.config_url_cache.with_suffix(".tmp")
                 tmp.write_text(text)
                 tmp.replace(paths.config_url_cache)
-                say(f"config_url {url} changed: applying it")
-                boot(paths, facts)
         except OsbError as exc:
             warnings.append(f"{exc} (using the cached copy)")
     merged, _, errors = resolve(paths, facts)
+    if digest(merged) != (read_json(paths.state_file) or {}).get("seen"):
+        say("config changed since boot: applying it")
+        boot(paths, facts)
     if not errors:
         cfg = parse(merged)
         warnings += ssh_keys.fetch_remote_keys(cfg, paths.root)

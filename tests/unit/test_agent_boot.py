@@ -118,3 +118,18 @@ def test_online_fetches_config_url_caches_and_reapplies(
     assert (paths.root / "etc/hostname").read_text().strip() == "from-url"
     warnings = online(paths, FACTS)
     assert warnings and "after 5 tries (using the cached copy)" in warnings[0]
+
+
+def test_online_applies_user_data_that_arrived_after_boot(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """cloud-init fetches user-data once the network is up, after `boot` ran."""
+    from osbuilder.agent.boot import online
+
+    paths = node(tmp_path, {"k3os": {"password": "pw"}})
+    boot(paths, FACTS)
+    assert online(paths, FACTS) == []
+    assert "applying it" not in capsys.readouterr().out, "nothing changed: nothing re-applied"
+    paths.user_data.write_text("hostname: from-user-data\n")
+    online(paths, FACTS)
+    assert "config changed since boot: applying it" in capsys.readouterr().out
+    assert (paths.root / "etc/hostname").read_text().strip() == "from-user-data"

@@ -59,3 +59,14 @@ def test_help_explains_build() -> None:
     assert r.returncode == 0
     for flag in ("--board", "--k3s-dir", "--k3s-channel", "--config", "--format", "--out"):
         assert flag in r.stdout
+
+
+def test_validate_config_names_the_bad_key(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("k3os: {server_url: 'https://s:6443', token: t}\n")
+    bad.write_text("k3os:\n  labels: [a]\n")
+    r = osb("validate-config", str(good))
+    assert r.returncode == 0 and "ok (role agent, server https://s:6443)" in r.stdout
+    r = osb("validate-config", str(bad))
+    assert r.returncode == 2
+    assert "at k3os.labels: expected object, got list" in r.stderr
