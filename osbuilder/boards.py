@@ -66,6 +66,7 @@ class Board:
     formats: tuple[str, ...]
     qemu: QemuSpec | None
     source: Path
+    rootfs_tarball: Path | None = None  # backend tarball; None: mmdebstrap
 
     def all_packages(self) -> tuple[str, ...]:
         """Every Debian package of the rootfs, sorted, without duplicates."""
@@ -150,6 +151,8 @@ def load_board_file(path: Path) -> Board:
             firmware_vars=q.get("firmware_vars"), firmware_package=q.get("firmware_package"),
         ) if q else None,
         source=path,
+        rootfs_tarball=(path.parent / d["rootfs"]["path"]
+                        if d["rootfs"]["backend"] == "tarball" else None),
     )
 
 

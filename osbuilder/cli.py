@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import subprocess
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <image>.img.zst (with format img)")
     b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
     b.add_argument("--refresh", action="store_true", help="rebuild the cached rootfs")
+    b.add_argument("--rootfs-tarball", type=Path,
+                   help="use this rootfs tarball instead of mmdebstrap (arch, /sbin/init "
+                        "and kernel are checked)")
 
     r = sub.add_parser("run", help="boot an image in QEMU, serial console on this terminal "
                        "(quit: Ctrl-A X)")
@@ -113,6 +117,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     from osbuilder.build.bootloader import check_node_config
 
     board = load_board(args.board)
+    if args.rootfs_tarball is not None:
+        board = dataclasses.replace(board, rootfs_tarball=args.rootfs_tarball.resolve())
     if args.k3s_version:
         check_version(args.k3s_version)
     if args.config is not None:

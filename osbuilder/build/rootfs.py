@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from osbuilder.build.rootfs_checks import check_rootfs
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 from osbuilder.run import run
@@ -57,6 +58,8 @@ def cache_key(argv: list[str]) -> str:
 
 
 def build_rootfs(ctx: BuildContext) -> None:
+    if ctx.board.rootfs_tarball is not None:
+        return from_tarball(ctx, ctx.board.rootfs_tarball)
     cache = ctx.options.cache_dir / "rootfs"
     cache.mkdir(parents=True, exist_ok=True)
     key = cache_key(mmdebstrap_argv(ctx, Path("OUT")))
@@ -70,13 +73,22 @@ def build_rootfs(ctx: BuildContext) -> None:
                          f"{len(ctx.board.all_packages())} packages")
         run(mmdebstrap_argv(ctx, part), env=ctx.env)
         os.replace(part, tarball)
+    unpack(ctx, tarball, f"rootfs built for {ctx.board.name}")
+
+
+def unpack(ctx: BuildContext, tarball: Path, source: str) -> None:
     ctx.rootfs_tar = tarball
     ctx.rootfs.mkdir()
     run(["tar", "-C", ctx.rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*",
          "-xpf", tarball])
-    boot = ctx.rootfs / "boot"
-    kernels = sorted(p.name.removeprefix("vmlinuz-") for p in boot.glob("vmlinuz-*"))
-    if len(kernels) != 1:
-        raise OsbError(f"{ctx.board.source}: kernel package {ctx.board.kernel.package} "
-                       f"must install exactly one kernel, found {kernels or 'none'}")
-    ctx.kernel_version = kernels[0]
+    ctx.kernel_version = check_rootfs(ctx.rootfs, ctx.board, source)
+
+
+def from_tarball(ctx: BuildContext, tarball: Path) -> None:
+    """Backend `tarball`: any rootfs tarball (exported from a container, built by another
+    tool), checked like our own; tar detects its compression."""
+    source = f"rootfs tarball {tarball}"
+    if not tarball.is_file():
+        raise OsbError(f"{source}: no such file (rootfs.path in {ctx.board.source})")
+    ctx.progress.say(f"    {source}")
+    unpack(ctx, tarball, source)

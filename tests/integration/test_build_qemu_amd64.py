@@ -28,6 +28,7 @@ from tests.helpers.image import (
     squash_read,
 )
 from tests.helpers.k3s_fixture import VERSION, Served
+from tests.unit.test_rootfs_checks import AARCH64, make_rootfs
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +181,32 @@ def test_too_little_space_is_refused(k3s_server: Served, tmp_path: Path) -> None
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_tarball_backend_gives_the_same_image(qemu_amd64_build: Build, build_cache: Path,
+                                              k3s_server: Served, tmp_path: Path) -> None:
+    """rootfs backend `tarball`, fed the rootfs mmdebstrap made: same checks, same bytes."""
+    tarball = next((build_cache / "rootfs").glob("qemu-amd64-*.tar"))
+    again = osbuilder_build(tmp_path / "out", build_cache, k3s_server,
+                            "--rootfs-tarball", str(tarball))
+    assert f"rootfs tarball {tarball}" in again.log and "mmdebstrap" not in again.log
+    assert again.image.read_bytes() == qemu_amd64_build.image.read_bytes()
+
+
+def test_tarball_of_another_arch_is_refused(k3s_server: Served, build_cache: Path,
+                                            tmp_path: Path) -> None:
+    require_build_capability()
+    root = make_rootfs(tmp_path / "root", AARCH64)
+    tarball = tmp_path / "arm64-rootfs.tar"
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tarball), "."], check=True)
+    out = tmp_path / "out"
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH, OSB_K3S_CHANNEL_URL=k3s_server.channel_url,
+               OSB_K3S_RELEASE_URL=k3s_server.release_url)
+    r = subprocess.run([sys.executable, "-m", "osbuilder", "build", "--board", "qemu-amd64",
+                        "--out", str(out), "--cache-dir", str(build_cache),
+                        "--rootfs-tarball", str(tarball)], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2
+    assert (f"rootfs tarball {tarball}: /bin/sh is built for arm64, but board qemu-amd64 "
+            "is amd64") in r.stderr
+    assert list(out.iterdir()) == []
