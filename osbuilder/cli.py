@@ -118,6 +118,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     board = load_board(args.board)
     if args.rootfs_tarball is not None:
+        if not args.rootfs_tarball.is_file():
+            raise OsbError(f"--rootfs-tarball {args.rootfs_tarball}: no such file")
         board = dataclasses.replace(board, rootfs_tarball=args.rootfs_tarball.resolve())
     if args.k3s_version:
         check_version(args.k3s_version)

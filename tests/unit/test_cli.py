@@ -49,6 +49,11 @@ def test_build_out_dir_not_creatable(tmp_path: Path) -> None:
     assert f"--out {blocker / 'out'}: cannot create the output directory" in r.stderr
 
 
+def test_build_missing_rootfs_tarball(tmp_path: Path) -> None:
+    r = osb("build", "--board", "qemu-amd64", "--rootfs-tarball", str(tmp_path / "no.tar"))
+    assert r.returncode == 2 and f"--rootfs-tarball {tmp_path / 'no.tar'}: no such file" in r.stderr
+
+
 def test_build_missing_config_file(tmp_path: Path) -> None:
     r = osb("build", "--board", "qemu-amd64", "--config", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2 and "nope.yaml: no such file" in r.stderr
