@@ -27,6 +27,7 @@ from osbuilder.agent.apply import ssh_keys
 from osbuilder.agent.commands import run_commands
 from osbuilder.agent.config import SCHEMA, NodeConfig, block_of, parse
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import read_json, write_atomic, write_json
 from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.sources import (
     Source,
@@ -36,7 +37,6 @@ from osbuilder.agent.sources import (
     load_yaml_mapping,
     merge_all,
 )
-from osbuilder.agent.state import read_json, write_json
 from osbuilder.errors import OsbError
 from osbuilder.schema import load_schema, validation_errors
 
@@ -55,8 +55,9 @@ def say(msg: str) -> None:
     print(f"osbuilder-agent: {msg}", flush=True)
 
 
-def collect(paths: AgentPaths) -> list[Source]:
-    """Every source in merge order (config_url from its cache; `online` refreshes it)."""
+def collect(paths: AgentPaths) -> tuple[list[Source], str | None]:
+    """Every source in merge order (config_url from its cache; `online` refreshes it),
+    and the config_url that the cmdline or a source names."""
     sources = []
     if paths.image_default.is_file():
         text = paths.image_default.read_text()
@@ -68,10 +69,11 @@ def collect(paths: AgentPaths) -> list[Source]:
     ud = cloud_user_data(paths.user_data)
     if ud is not None:
         sources.append(ud)
-    if config_url(sources, control) and paths.config_url_cache.is_file():
+    url = config_url(sources, control)
+    if url and paths.config_url_cache.is_file():
         cached = paths.config_url_cache.read_text()
         sources.append(Source("config_url", load_yaml_mapping(cached, "config_url (cached)")))
-    return sources
+    return sources, url
 
 
 def config_url(sources: list[Source], control: dict[str, str] | None = None) -> str | None:
@@ -92,7 +94,7 @@ def resolve(paths: AgentPaths, facts: Facts
     """(merged config, source names, errors as (key path, message)); nothing written.
     Checks the schema, then what only the appliers know (owners, passphrases, k3s args)."""
     try:
-        merged, used = merge_all(collect(paths), facts)
+        merged, used = merge_all(collect(paths)[0], facts)
     except OsbError as exc:  # a source that is not YAML: name the file
         return {}, [], [split_error(exc)]
     last = read_json(paths.last_good) or {}
@@ -209,19 +211,12 @@ def fetch_config_url(url: str, tries: int = URL_TRIES) -> str:
 def online(paths: AgentPaths, facts: Facts) -> list[str]:
     """Network-dependent sources; returns warnings (none of this may fail the boot)."""
     warnings: list[str] = []
-    sources = collect(paths)
-    _, control = from_cmdline(paths.cmdline.read_text() if paths.cmdline.is_file() else "")
-    url = config_url(sources, control)
+    _, url = collect(paths)
     if url:
         try:
             text = fetch_config_url(url)
             load_yaml_mapping(text, f"config_url {url}")
-            old = paths.config_url_cache.read_text() if paths.config_url_cache.is_file() else None
-            if text != old:
-                paths.config_url_cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = paths.config_url_cache.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(paths.config_url_cache)
+            write_atomic(paths.config_url_cache, text, 0o600)  # may hold tokens
         except OsbError as exc:
             warnings.append(f"{exc} (using the cached copy)")
     merged, _, errors = resolve(paths, facts)
@@ -229,7 +224,7 @@ def online(paths: AgentPaths, facts: Facts) -> list[str]:
         say("config changed since boot: applying it")
         boot(paths, facts)
     if not errors:
-        cfg = parse(merged)
+        cfg = parse(merged, validated=True)  # resolve() just checked it
         warnings += ssh_keys.fetch_remote_keys(cfg, paths.root)
         ssh_keys.apply(cfg, facts, paths.root)
         warnings += k3s_applier.fetch_manifests(cfg, paths.root)

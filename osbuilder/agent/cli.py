@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run-cmd":
             from osbuilder.agent.commands import run_commands
             from osbuilder.agent.config import parse
-            from osbuilder.agent.state import read_json
+            from osbuilder.agent.fs import read_json
 
             last = read_json(paths.last_good) or {"config": {}}
             for w in run_commands("run_cmd", parse(last["config"]).run_cmd):

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from osbuilder.agent.fs import read_json
 from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.state import read_json
 
 
 @dataclass(frozen=True)

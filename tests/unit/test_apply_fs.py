@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.apply.fs import ensure_dir, lookup_ids, remove, symlink, write_atomic
+from osbuilder.agent.fs import ensure_dir, lookup_ids, remove, symlink, write_atomic
 from osbuilder.errors import OsbError
 
 IS_ROOT = os.geteuid() == 0

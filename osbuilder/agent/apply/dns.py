@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, write_or_remove
 from osbuilder.agent.apply.values import server_list
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, write_or_remove
 
 DROPIN = "etc/systemd/resolved.conf.d/50-osbuilder.conf"
 

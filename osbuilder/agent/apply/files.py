@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from osbuilder.agent.apply.fs import lookup_ids, write_atomic
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import lookup_ids, write_atomic
 from osbuilder.errors import OsbError
 
 

@@ -7,9 +7,9 @@ import re
 import secrets
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, write_atomic
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, write_atomic
 
 STATE = "var/lib/osbuilder/hostname"
 PREFIX = "osb-"

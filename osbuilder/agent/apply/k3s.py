@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from osbuilder.agent.apply.fs import HEADER, remove, symlink, write_atomic, write_or_remove
 from osbuilder.agent.apply.values import env_line
 from osbuilder.agent.config import K3s, NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, remove, symlink, write_atomic, write_or_remove
 from osbuilder.errors import OsbError
 
 CONFIG = "etc/rancher/k3s/config.yaml"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, write_or_remove
 from osbuilder.agent.apply.values import one_line
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, write_or_remove
 from osbuilder.errors import OsbError
 
 MODULES = "etc/modules-load.d/osbuilder.conf"

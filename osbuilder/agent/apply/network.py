@@ -7,10 +7,10 @@ import hashlib
 import re
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, remove, write_atomic
 from osbuilder.agent.apply.values import ip_address, ip_interface, one_line
 from osbuilder.agent.config import Interface, NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, remove, write_atomic
 from osbuilder.errors import OsbError
 
 NETWORK_DIR = "etc/systemd/network"

@@ -9,10 +9,10 @@ import json
 import re
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, ensure_dir, write_atomic
 from osbuilder.agent.apply.users import HOME, ensure_home
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, ensure_dir, write_atomic
 
 CACHE = "var/lib/osbuilder/ssh-keys-cache.json"
 BASE_URLS = {"github": "https://github.com", "gitlab": "https://gitlab.com"}

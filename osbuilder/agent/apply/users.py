@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from osbuilder.agent.apply.fs import ensure_dir, lookup_ids, remove, write_atomic
 from osbuilder.agent.config import NodeConfig
 from osbuilder.agent.facts import Facts
-from osbuilder.agent.state import read_json
+from osbuilder.agent.fs import ensure_dir, lookup_ids, read_json, remove, write_atomic
 from osbuilder.errors import OsbError
 
 USER = "osb"

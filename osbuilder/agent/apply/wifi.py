@@ -7,9 +7,9 @@ import hashlib
 import re
 from pathlib import Path
 
-from osbuilder.agent.apply.fs import HEADER, remove, symlink, write_atomic
 from osbuilder.agent.config import NodeConfig, Wifi
 from osbuilder.agent.facts import Facts
+from osbuilder.agent.fs import HEADER, remove, symlink, write_atomic
 from osbuilder.errors import OsbError
 
 CONF = "etc/wpa_supplicant/wpa_supplicant-{}.conf"

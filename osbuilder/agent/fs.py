@@ -1,4 +1,4 @@
-"""Small filesystem helpers shared by the appliers.
+"""Small filesystem helpers of the node agent: its appliers and its own records.
 
 Every helper is idempotent and reports whether it changed anything, so that a second
 `boot` in the same session touches no file (mtimes stay as they were) and the
@@ -7,9 +7,11 @@ orchestrator can tell what a config change actually did.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from osbuilder.errors import OsbError
 
@@ -139,3 +141,16 @@ def lookup_ids(root: Path, owner: str) -> tuple[int, int]:
     if grow is None:
         raise OsbError(f"owner {owner!r}: no group {group!r} in /etc/group")
     return uid, int(grow[2])
+
+
+def write_json(path: Path, data: Any) -> None:
+    """The agent's records (last good config, state): atomic and not rewritten when
+    unchanged, as write_atomic does."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
