@@ -164,8 +164,9 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     out.errors += apply_config(cfg, facts, paths)
     name = hostname_applier.resolve_hostname(cfg, facts, paths.root)
     if not errors:
+        # 0600: the config holds the password and the cluster token
         write_json(paths.last_good, {"config": merged, "sources": used,
-                                     "schema": schema_digest()})
+                                     "schema": schema_digest()}, 0o600)
     out.warnings += run_commands("boot_cmd", cfg.boot_cmd)
     activate(cfg, name, paths)
     kept = " (kept last good config)" if errors else ""

@@ -143,10 +143,10 @@ def lookup_ids(root: Path, owner: str) -> tuple[int, int]:
     return uid, int(grow[2])
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     """The agent's records (last good config, state): atomic and not rewritten when
     unchanged, as write_atomic does."""
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def read_json(path: Path) -> Any:

@@ -42,6 +42,9 @@ def test_boot_applies_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert (paths.root / "etc/hostname").read_text().strip() == "n1"
     state = json.loads(paths.state_file.read_text())
     assert state["result"] == "applied" and state["k3s_unit"] == "k3s.service"
+    # the saved config holds password and token; the state record is for `status` (osb)
+    assert paths.last_good.stat().st_mode & 0o777 == 0o600
+    assert paths.state_file.stat().st_mode & 0o777 == 0o644
 
 
 def test_unchanged_config_changes_nothing(tmp_path: Path) -> None:
