@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from osbuilder.boards import load_board  # noqa: E402
-from osbuilder.qemu import VM, interactive_serial, qemu_argv  # noqa: E402
+from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk  # noqa: E402
 from tests.helpers.k3s_fixture import serve_k3s  # noqa: E402
 
 BOARD = "qemu-amd64"
@@ -50,9 +50,7 @@ def build(out: Path, cache: Path, env: dict[str, str], extra: list[str]) -> floa
 
 
 def boot_figures(image: Path, work: Path) -> dict[str, float]:
-    disk = work / "boot.img"
-    subprocess.run(["cp", "--sparse=always", str(image), str(disk)], check=True)
-    subprocess.run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), "4G"], check=True)
+    disk = scratch_disk(image, work / "boot.img", "4G")
     serial, extra = interactive_serial(work / "console.sock", work / "console.log")
     argv = qemu_argv(load_board(BOARD), disk, work / "vars.fd", serial=serial, extra=extra)
     with VM(argv, work / "console.log", work / "console.sock") as vm:

@@ -147,15 +147,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from osbuilder.qemu import qemu_argv
-    from osbuilder.run import run
+    from osbuilder.qemu import qemu_argv, scratch_disk
 
     board = load_board(args.board)
     if not args.image.is_file():
         raise OsbError(f"{args.image}: no such image (build one with `make image`)")
-    scratch = args.image.with_name(args.image.stem + ".run.img")
-    run(["cp", "--sparse=always", args.image, scratch])
-    run(["qemu-img", "resize", "-q", "-f", "raw", scratch, args.disk_size])
+    scratch = scratch_disk(args.image, args.image.with_name(args.image.stem + ".run.img"),
+                           args.disk_size)
     argv = qemu_argv(board, scratch, scratch.with_suffix(".vars.fd"))
     print(f"booting {scratch} (copy of {args.image}); quit with Ctrl-A X", file=sys.stderr)
     os.execvp(argv[0], argv)

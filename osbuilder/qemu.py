@@ -20,6 +20,7 @@ from pathlib import Path
 
 from osbuilder.boards import Board
 from osbuilder.errors import OsbError
+from osbuilder.run import run
 
 
 def default_accel() -> str:
@@ -62,6 +63,14 @@ def qemu_argv(
         *extra,
     ]
     return argv
+
+
+def scratch_disk(image: Path, dest: Path, size: str) -> Path:
+    """A sparse copy of image grown to size (say 4G), to boot as a bigger disk: the data
+    partition fills it on first boot, and the built image itself stays untouched."""
+    run(["cp", "--sparse=always", image, dest])
+    run(["qemu-img", "resize", "-q", "-f", "raw", dest, size])
+    return dest
 
 
 def interactive_serial(sock: Path, log: Path) -> tuple[str, tuple[str, ...]]:

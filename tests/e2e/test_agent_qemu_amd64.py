@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import yaml
 
 from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv
+from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
 from tests.conftest import Build
 from tests.helpers.image import ext4_read, fat_write, partitions
 
@@ -44,9 +43,7 @@ SERVER = {
 
 
 def prepare(build: Build, tmp_path: Path, config: dict[str, Any] | str) -> Path:
-    disk = tmp_path / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(build.image), str(disk)], check=True)
-    subprocess.run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), "4G"], check=True)
+    disk = scratch_disk(build.image, tmp_path / "disk.img", "4G")
     write_config(disk, config, tmp_path)
     return disk
 

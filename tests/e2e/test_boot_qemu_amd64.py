@@ -7,13 +7,12 @@ the OS: slot A boots, the root is a read-only squashfs, data grows, a login prom
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from osbuilder.boards import load_board
-from osbuilder.qemu import VM, qemu_argv
+from osbuilder.qemu import VM, qemu_argv, scratch_disk
 from tests.conftest import Build
 
 pytestmark = pytest.mark.e2e
@@ -23,10 +22,7 @@ BOOT_TIMEOUT_S = 300
 
 
 def test_boots_slot_a_read_only_and_grows_data(qemu_amd64_build: Build, tmp_path: Path) -> None:
-    disk = tmp_path / "disk.img"
-    subprocess.run(["cp", "--sparse=always", str(qemu_amd64_build.image), str(disk)], check=True)
-    subprocess.run(["qemu-img", "resize", "-q", "-f", "raw", str(disk), f"{DISK_GIB}G"],
-                   check=True)
+    disk = scratch_disk(qemu_amd64_build.image, tmp_path / "disk.img", f"{DISK_GIB}G")
     argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd",
                      serial=f"file:{tmp_path / 'console.log'}")
     with VM(argv, tmp_path / "console.log") as vm:
