@@ -6,12 +6,11 @@ import argparse
 import dataclasses
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from osbuilder import __version__
+from osbuilder import __version__, source
 from osbuilder.boards import board_names, load_board, load_board_file
 from osbuilder.context import DEFAULT_CACHE, Artifact, BuildOptions
 from osbuilder.download import sha256_file
@@ -36,12 +35,7 @@ def default_epoch() -> int:
     """SOURCE_DATE_EPOCH, else the time of the last commit of this checkout, else now."""
     if "SOURCE_DATE_EPOCH" in os.environ:
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "log", "-1",
-                              "--format=%ct"], capture_output=True, text=True, check=True)
-        return int(out.stdout.strip())
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        return int(time.time())
+    return source.commit_time() or int(time.time())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,7 @@ from osbuilder.agent.sources import (
     merge_all,
 )
 from osbuilder.errors import OsbError
+from osbuilder.run import run
 from osbuilder.schema import load_schema, validation_errors
 
 URL_TRIES = 5
@@ -139,8 +139,8 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
     units = ["systemd-sysctl.service"] if cfg.sysctl else []
     units += ["systemd-modules-load.service"] if cfg.modules else []
     if units:
-        subprocess.run(["systemctl", "restart", "--no-block", *units], check=False)
-    subprocess.run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)
+        run(["systemctl", "restart", "--no-block", *units], check=False)
+    run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)
 
 
 def boot(paths: AgentPaths, facts: Facts) -> Outcome:

@@ -3,9 +3,9 @@ stage semantics). A failing command is reported, never stops the boot."""
 
 from __future__ import annotations
 
-import subprocess
-
 from osbuilder.agent.config import Command
+from osbuilder.errors import OsbError
+from osbuilder.run import run
 
 TIMEOUT_S = 300
 
@@ -16,11 +16,11 @@ def run_commands(stage: str, commands: tuple[Command, ...]) -> list[str]:
     for i, cmd in enumerate(commands):
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         try:
-            r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            r = run(argv, capture=True, check=False, timeout=TIMEOUT_S)
+        except OsbError as exc:  # not found, or timed out
             warnings.append(f"{stage}[{i}]: {exc}")
             continue
-        out = (r.stdout + r.stderr).strip()
+        out = (r.stdout + r.stderr).decode(errors="replace").strip()
         if out:
             print(f"osbuilder-agent: {stage}[{i}]: {out[-500:]}")
         if r.returncode != 0:

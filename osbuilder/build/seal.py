@@ -7,29 +7,16 @@ SSH host keys are generated on first boot, the D-Bus machine id is a link.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from osbuilder import __version__
+from osbuilder import __version__, source
 from osbuilder.context import BuildContext
 from osbuilder.run import output
 
 MANIFEST = "usr/share/osbuilder/manifest.json"
-SOURCE_DIR = Path(__file__).resolve().parent.parent.parent
 # mount points that the read-only root must already have
 MOUNT_POINTS = ("data", "boot/efi")
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "-C", str(SOURCE_DIR), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(SOURCE_DIR), "status", "--porcelain"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("-dirty" if dirty else "")
 
 
 def os_release(ctx: BuildContext) -> str:
@@ -69,7 +56,7 @@ def manifest(ctx: BuildContext) -> dict[str, Any]:
         "kernel": ctx.kernel_version,
         "k3s": {"version": ctx.k3s.version, "sha256": ctx.k3s.sha256,
                 "airgap_images": ctx.k3s.airgap_images is not None},
-        "osbuilder": {"version": __version__, "git_revision": git_revision()},
+        "osbuilder": {"version": __version__, "git_revision": source.revision()},
         "packages": package_list(ctx.rootfs),
     }
 
