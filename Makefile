@@ -8,6 +8,7 @@ CONFIG ?=
 K3S_VERSION ?=
 K3S_CHANNEL ?=
 K3S_DIR ?=
+KEYS ?=
 ACCEL ?= tcg
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,12 +17,13 @@ OSB := $(VENV)/bin/osbuilder
 # Debian packages the build, the tests and `make run` need on the host.
 HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
 	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
-	ca-certificates git
+	ca-certificates git rauc openssl
 
 BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \
 	$(if $(CONFIG),--config $(CONFIG)) $(if $(K3S_VERSION),--k3s-version $(K3S_VERSION)) \
-	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR))
+	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR)) \
+	$(if $(KEYS),--sign-key $(KEYS)/signing.key.pem --sign-cert $(KEYS)/signing.cert.pem)
 
 .PHONY: help deps venv image run test test-all unit lint bench clean
 

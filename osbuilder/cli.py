@@ -74,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use this rootfs tarball instead of mmdebstrap (arch, /sbin/init "
                         "and kernel are checked)")
 
+    u = b.add_argument_group("signed updates (see `osbuilder keys init`)")
+    u.add_argument("--sign-key", type=Path, help="key that signs the update bundle (.raucb)")
+    u.add_argument("--sign-cert", type=Path, help="certificate of --sign-key")
+    u.add_argument("--keyring", type=Path,
+                   help="fleet CA certificate baked into the image: bundles must chain to it "
+                        "(default: ca.cert.pem beside --sign-cert)")
+
+    ks = sub.add_parser("keys", help="update-signing keys")
+    ks_sub = ks.add_subparsers(dest="keys_command", required=True)
+    ki = ks_sub.add_parser("init", help="make a fleet CA and a bundle-signing key in DIR")
+    ki.add_argument("dir", type=Path)
+    ki.add_argument("--org", default="osbuilder fleet", help="organisation in the certificates")
+    ki.add_argument("--ca-dir", type=Path,
+                    help="reuse this folder's CA (rotate the signing key, keep the CA)")
+
     r = sub.add_parser("run", help="boot an image in QEMU, serial console on this terminal "
                        "(quit: Ctrl-A X)")
     r.add_argument("image", type=Path, help="disk image (.img) from `osbuilder build`")
@@ -121,6 +136,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not args.config.is_file():
             raise OsbError(f"--config {args.config}: no such file")
         check_node_config(args.config.read_text(), str(args.config))
+    keyring = args.keyring
+    if keyring is None and args.sign_cert is not None:
+        keyring = args.sign_cert.parent / "ca.cert.pem"
+    if (args.sign_key is None) != (args.sign_cert is None):
+        raise OsbError("--sign-key and --sign-cert go together (see `osbuilder keys init`)")
+    for flag, path in (("--sign-key", args.sign_key), ("--sign-cert", args.sign_cert),
+                       ("--keyring", keyring)):
+        if path is not None and not path.is_file():
+            raise OsbError(f"{flag} {path}: no such file")
     formats = tuple(args.format.split(",")) if args.format else board.formats
     options = BuildOptions(
         out_dir=args.out.resolve(), version=args.image_version,
@@ -130,13 +154,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         k3s_channel_url=os.environ.get("OSB_K3S_CHANNEL_URL", CHANNEL_URL),
         k3s_release_url=os.environ.get("OSB_K3S_RELEASE_URL", RELEASE_URL),
         cache_dir=args.cache_dir, refresh=args.refresh,
+        sign_key=args.sign_key and args.sign_key.resolve(),
+        sign_cert=args.sign_cert and args.sign_cert.resolve(),
+        keyring=keyring and keyring.resolve(),
     )
     progress = Progress()
     progress.say(f"building {board.name} ({board.arch}) version {options.version} "
                  f"-> {options.out_dir}")
     artifacts = run_build(board, options, progress)
     print_summary(artifacts, progress)
-    print(artifacts[0].path)  # the disk image (img, else the first format asked for)
+    # the disk image (img, else the first format asked for), for scripts and `make run`
+    print(next(a.path for a in artifacts if a.kind not in ("bundle", "manifest")))
     return 0
 
 
@@ -182,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_build(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "keys":
+            from osbuilder.keys import init_keys
+
+            for f in init_keys(args.dir, args.org, args.ca_dir):
+                print(f)
+            print("keep ca.key.pem offline; build with --sign-key/--sign-cert from this folder",
+                  file=sys.stderr)
+            return 0
         if args.command == "boards":
             return cmd_boards()
         if args.command == "show-board":

@@ -31,6 +31,9 @@ class BuildOptions:
     k3s_release_url: str = "https://github.com/k3s-io/k3s/releases/download"
     cache_dir: Path = DEFAULT_CACHE
     refresh: bool = False
+    sign_key: Path | None = None
+    sign_cert: Path | None = None
+    keyring: Path | None = None  # the fleet CA certificate baked into the image
 
 
 @dataclass

@@ -41,9 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true", help="machine-readable")
     v = sub.add_parser("validate", help="check a config.yaml without applying it")
     v.add_argument("file", type=Path)
+    up = sub.add_parser("upgrade", help="install a signed update bundle (URL or file) into the "
+                        "inactive slot and reboot into it")
+    up.add_argument("source", help="bundle URL (http/https, resumable) or .raucb file")
+    up.add_argument("--allow-downgrade", action="store_true",
+                    help="accept a bundle older than the running version")
+    up.add_argument("--no-reboot", action="store_true", help="install, reboot later yourself")
+    rb = sub.add_parser("rollback", help="boot the other slot next (if it holds a good OS)")
+    rb.add_argument("--no-reboot", action="store_true")
+    sub.add_parser("mark-good", help="bless the booted slot now, without the health gate")
+    sub.add_parser("health-gate", help="(boot) bless a slot on trial or roll it back")
+    bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
+    bl.add_argument("op", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     paths = AgentPaths()
     try:
+        if args.command in ("upgrade", "rollback", "mark-good", "health-gate", "bootloader"):
+            from osbuilder.agent.upgrade import node
+
+            if args.command == "upgrade":
+                return node.upgrade(paths, args.source, args.allow_downgrade,
+                                    not args.no_reboot)
+            if args.command == "rollback":
+                return node.rollback(paths, not args.no_reboot)
+            if args.command == "mark-good":
+                return node.mark_good(paths)
+            if args.command == "health-gate":
+                return node.health_gate(paths)
+            return node.bootloader_backend(paths, args.op)
         if args.command == "validate":
             return validate_file(args.file)
         if args.command == "status":

@@ -77,6 +77,20 @@ class Install:
 
 
 @dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    command: Command | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    health_timeout: int
+    require_node_ready: bool
+    health_checks: tuple[HealthCheck, ...]
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     hostname: str | None
     ssh_authorized_keys: tuple[str, ...]
@@ -95,6 +109,7 @@ class NodeConfig:
     root_login: bool
     k3s: K3s
     install: Install
+    upgrade: Upgrade
 
 
 def decode_content(content: str, encoding: str) -> bytes:
@@ -139,6 +154,8 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
     if args and args[0] in ("server", "agent"):  # k3OS: k3s_args may start with the role
         role, args = args[0], args[1:]
     ins = b.get("install", {})
+    up = with_defaults(b.get("upgrade", {}),
+                       schema["$defs"]["block"]["properties"]["upgrade"])
     return NodeConfig(
         hostname=top.get("hostname"),
         ssh_authorized_keys=tuple(top.get("ssh_authorized_keys", [])),
@@ -183,5 +200,13 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
             silent=bool(ins.get("silent")), no_format=bool(ins.get("no_format")),
             config_url=ins.get("config_url"), power_off=bool(ins.get("power_off")),
             force=bool(ins.get("force")),
+        ),
+        upgrade=Upgrade(
+            health_timeout=up["health_timeout"], require_node_ready=up["require_node_ready"],
+            health_checks=tuple(
+                HealthCheck(name=h.get("name") or h.get("url") or f"check {i + 1}",
+                            command=_command(h["command"]) if "command" in h else None,
+                            url=h.get("url"))
+                for i, h in enumerate(up["health_checks"])),
         ),
     )

@@ -14,6 +14,9 @@ class AgentPaths:
     image_default: Path = Path("/usr/share/osbuilder/config.default.yaml")
     user_data: Path = Path("/var/lib/cloud/instance/user-data.txt")
     state_dir: Path = Path("/var/lib/osbuilder")
+    # bundles are big: straight on the data partition, not through the /var overlay
+    download_dir: Path = Path("/data/osbuilder/upgrade")
+    bootloader_file: Path = Path("/usr/share/osbuilder/bootloader")
 
     @property
     def state_file(self) -> Path:
@@ -26,3 +29,7 @@ class AgentPaths:
     @property
     def config_url_cache(self) -> Path:
         return self.state_dir / "config-url.yaml"
+
+    @property
+    def upgrade_record(self) -> Path:
+        return self.state_dir / "upgrade.json"

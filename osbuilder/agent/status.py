@@ -8,6 +8,7 @@ from pathlib import Path
 
 from osbuilder.agent.fs import read_json
 from osbuilder.agent.paths import AgentPaths
+from osbuilder.agent.upgrade import report
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Status:
     warnings: tuple[str, ...] = ()
     apply_seconds: float | None = None
     peak_rss_kib: int | None = None
+    upgrade: report.UpgradeFacts | None = None
 
     def text(self) -> str:
         lines = [
@@ -48,6 +50,16 @@ class Status:
             f"hostname:  {self.hostname or '-'}",
             f"last boot: {self.apply_seconds} s, peak RSS {self.peak_rss_kib} KiB",
         ]
+        if self.upgrade:
+            u = self.upgrade
+            for f in u.slots:
+                tries = f", {f.tries_left} tries left" if f.tries_left is not None else ""
+                lines.append(f"slot {f.slot}:    {f.version or '-'} {f.state}{tries}"
+                             + (" (booted)" if f.slot == self.slot else "")
+                             + (" (next boot)" if f.slot == u.primary else ""))
+            lines.append(f"upgrade:   {u.last_state or 'none yet'}"
+                         + (f" to {u.last_to_version}" if u.last_to_version else "")
+                         + (f": {u.last_error}" if u.last_error else ""))
         lines += [f"error:     {e}" for e in self.errors]
         lines += [f"warning:   {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -128,7 +140,8 @@ def gather(paths: AgentPaths | None = None) -> Status:
         part_bytes = block_size_bytes(data.source)
         disk = parent_disk(data.source)
         disk_bytes = block_size_bytes(disk) if disk else None
-    state = read_json((paths or AgentPaths()).state_file) or {}
+    paths = paths or AgentPaths()
+    state = read_json(paths.state_file) or {}
     return Status(
         result=state.get("result"), sources=tuple(state.get("sources", ())),
         role=state.get("role"), hostname=state.get("hostname"),
@@ -137,4 +150,5 @@ def gather(paths: AgentPaths | None = None) -> Status:
         slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),
         root=find_mount(mountinfo, "/"), data=data, data_fs_bytes=fs_bytes,
         data_part_bytes=part_bytes, disk_bytes=disk_bytes,
+        upgrade=report.gather(paths, cmd.get("osb.slot")),
     )

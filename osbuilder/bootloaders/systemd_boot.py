@@ -5,14 +5,16 @@ ESP layout:
   loader/loader.conf            default entry, menu timeout
   loader/entries/osb-a.conf     slot A (known good: no boot counter)
   osb/<slot>/vmlinuz, initrd.img
-An upgrade adds `osb-b+3.conf`: systemd-boot then counts tries down in the file name and
-systemd-bless-boot drops the counter once the node is healthy (boot counting).
+An upgrade adds `osb-b+3.conf` with a higher priority (osbuilder.agent.upgrade.systemd_boot):
+systemd-boot then counts tries down in the file name and systemd-bless-boot drops the
+counter once the node passed its health gate (boot counting).
 """
 
 from __future__ import annotations
 
 import shutil
 
+from osbuilder.bootloaders.bls import render_entry
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 from osbuilder.layout import root_label
@@ -24,7 +26,7 @@ def kernel_options(ctx: BuildContext, slot: str) -> str:
     b = ctx.board
     opts = [
         f"root=PARTLABEL={root_label(slot)}", "rootfstype=squashfs", "ro",
-        f"osb.slot={slot}",
+        f"osb.slot={slot}", f"rauc.slot={slot}",
         # partitions are mounted by our initramfs and fstab, not auto-discovered
         "systemd.gpt_auto=0",
         *(f"console={c}" for c in b.kernel.console),
@@ -33,22 +35,10 @@ def kernel_options(ctx: BuildContext, slot: str) -> str:
     return " ".join(opts)
 
 
-def entry(ctx: BuildContext, slot: str) -> str:
-    v = ctx.options.version
-    return (
-        f"title osbuilder {v} (slot {slot.upper()})\n"
-        f"version {v}\n"
-        "sort-key osbuilder\n"
-        f"linux /osb/{slot}/vmlinuz\n"
-        f"initrd /osb/{slot}/initrd.img\n"
-        f"options {kernel_options(ctx, slot)}\n"
-    )
-
-
 LOADER_CONF = """\
-# osbuilder: boot the newest slot entry that still has tries left; press a key during
-# start-up for the menu (both slots are listed once an upgrade installed slot B).
-default osb-a*
+# osbuilder: boot the slot entry of highest priority (its `version`) that still has tries
+# left; press a key during start-up for the menu (both slots once an upgrade installed B).
+default osb-*
 timeout 0
 editor no
 """
@@ -68,7 +58,8 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
     shutil.copyfile(src, esp / f"EFI/BOOT/BOOT{arch.upper()}.EFI")
     (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
     (esp / "loader/loader.conf").write_text(LOADER_CONF)
-    (esp / f"loader/entries/osb-{slot}.conf").write_text(entry(ctx, slot))
+    (esp / f"loader/entries/osb-{slot}.conf").write_text(
+        render_entry(slot, ctx.options.version, 1, kernel_options(ctx, slot)))
     kdir = esp / "osb" / slot
     kdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.rootfs / f"boot/vmlinuz-{ctx.kernel_version}", kdir / "vmlinuz")

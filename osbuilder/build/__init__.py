@@ -24,6 +24,7 @@ from osbuilder.build.rootfs import build_rootfs
 from osbuilder.build.seal import seal
 from osbuilder.build.squash import squash
 from osbuilder.build.units import apply_presets
+from osbuilder.build.updates import install_keyring, write_bundle
 from osbuilder.context import Artifact, BuildContext, BuildOptions
 from osbuilder.errors import CommandError, OsbError
 from osbuilder.formats.img import write_img
@@ -40,11 +41,13 @@ STAGES: list[tuple[str, Stage]] = [
     ("k3s", install_k3s),
     ("agent", install_agent),
     ("units", apply_presets),
+    ("update-keyring", install_keyring),
     ("initramfs", build_initramfs),
     ("seal", seal),
     ("squash", squash),
     ("bootloader", stage_boot_partition),
     ("assemble", assemble),
+    ("bundle", write_bundle),
 ]
 FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2}
 
@@ -59,6 +62,8 @@ MIN_FREE_BYTES = 4 << 30
 
 def preflight(options: BuildOptions) -> None:
     require_tools(HOST_TOOLS)
+    if options.sign_key is not None:
+        require_tools({"rauc": "rauc"})
     if os.geteuid() != 0:
         raise OsbError("osbuilder build must run as root (mmdebstrap --mode=root, chroot); "
                        "try: sudo make image")

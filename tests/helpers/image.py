@@ -71,10 +71,9 @@ def fat_write(image: Path, part: Part, path: str, data: bytes, workdir: Path) ->
                    check=True, capture_output=True)
 
 
-def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None:
-    """Read a file from an ext4 partition with debugfs (no mount); None if missing."""
-    fs = workdir / "part.ext4"
-    with image.open("rb") as src, fs.open("wb") as dst:
+def extract(image: Path, part: Part, dest: Path) -> Path:
+    """Copy one partition out of the image into its own file."""
+    with image.open("rb") as src, dest.open("wb") as dst:
         src.seek(part.start)
         remaining = part.size
         while remaining:
@@ -83,6 +82,24 @@ def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None
                 break
             dst.write(chunk)
             remaining -= len(chunk)
+    return dest
+
+
+def ext4_fsck(image: Path, part: Part, workdir: Path) -> tuple[int, str]:
+    """e2fsck a copy of an ext4 partition as the next boot would find it: replay the
+    journal (what mounting does), then a full read-only check. (exit code, output)."""
+    fs = extract(image, part, workdir / "fsck.ext4")
+    try:
+        subprocess.run(["e2fsck", "-E", "journal_only", "-y", str(fs)], capture_output=True)
+        r = subprocess.run(["e2fsck", "-f", "-n", str(fs)], capture_output=True, text=True)
+        return r.returncode, r.stdout + r.stderr
+    finally:
+        fs.unlink()
+
+
+def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None:
+    """Read a file from an ext4 partition with debugfs (no mount); None if missing."""
+    fs = extract(image, part, workdir / "part.ext4")
     out = workdir / "extracted"
     out.unlink(missing_ok=True)
     subprocess.run(["debugfs", "-R", f"dump {path} {out}", str(fs)], capture_output=True)

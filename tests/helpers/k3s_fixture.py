@@ -20,9 +20,10 @@ from urllib.parse import unquote
 VERSION = "v1.31.4+k3s1"
 STANDIN = b'''#!/usr/bin/python3
 # k3s stand-in: TEST DOUBLE served by tests/helpers/k3s_fixture.py, never in a product
-# build. It records how systemd started it, reports on the console, tells systemd it is
-# ready (the k3s units are Type=notify), then as a server answers HTTP on :6443 and as an
-# agent connects to the server named in its config.
+# build. It records how systemd started it, reports on the console, serves this node's
+# status to the kubelet credential it writes (the upgrade health gate reads it), tells
+# systemd it is ready (the k3s units are Type=notify), then as a server answers HTTP on
+# :6443 and as an agent connects to the server named in its config.
 import json, os, socket, sys, time
 rec = {"argv": sys.argv[1:], "env": sorted(k for k in os.environ if k.isupper())}
 try:
@@ -36,6 +37,48 @@ def console(msg):
     with open("/dev/console", "w") as c:
         c.write("k3s-standin: " + msg + "\\n")
 console("started " + json.dumps(rec["argv"]))
+READY = True
+def node_api():
+    # like k3s: a kubelet credential in agent/kubelet.kubeconfig, and the node's status from
+    # an HTTPS API on 127.0.0.1:6444 (k3s's local API endpoint); a self-signed cert made
+    # with the image's openssl serves as CA, server and client cert at once
+    import ssl, subprocess, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    d = "/var/lib/rancher/k3s/agent"
+    os.makedirs(d, exist_ok=True)
+    crt, key = d + "/standin.crt", d + "/standin.key"
+    if not os.path.exists(crt):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", crt,
+                        "-days", "3650", "-subj", "/CN=k3s-standin",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                       capture_output=True)
+    with open(d + "/kubelet.kubeconfig", "w") as f:
+        f.write("apiVersion: v1\\nkind: Config\\nclusters:\\n- name: local\\n  cluster:\\n"
+                "    server: https://127.0.0.1:6444\\n    certificate-authority: " + crt +
+                "\\nusers:\\n- name: kubelet\\n  user:\\n    client-certificate: " + crt +
+                "\\n    client-key: " + key + "\\n")
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+        def do_GET(self):
+            name = self.path.rsplit("/", 1)[-1]
+            cond = {"type": "Ready", "status": "True" if READY else "False",
+                    "reason": "KubeletReady" if READY else "StandInNeverReady",
+                    "message": "stand-in"}
+            body = json.dumps({"kind": "Node", "metadata": {"name": name},
+                               "status": {"conditions": [cond]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    srv = ThreadingHTTPServer(("127.0.0.1", 6444), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    console("node API on 127.0.0.1:6444, Ready=" + str(READY))
+node_api()
 ns = os.environ.get("NOTIFY_SOCKET")
 if ns:
     n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -75,10 +118,12 @@ class K3sRelease:
     sums_override: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     requests: list[str] = field(default_factory=list)
+    ready: bool = True  # False: the node never turns Ready (a broken release)
 
     def __post_init__(self) -> None:
+        script = STANDIN if self.ready else STANDIN.replace(b"READY = True", b"READY = False")
         for arch, asset in ASSETS.items():
-            self.files[asset] = STANDIN + f"# {arch}\n".encode()
+            self.files[asset] = script + f"# {arch}\n".encode()
 
     def sums(self, arch: str) -> bytes:
         lines = []

@@ -66,7 +66,10 @@ def test_esp_has_systemd_boot_and_slot_a(qemu_amd64_build: Build) -> None:
     assert b"systemd-boot" in fat_read(img, esp, "EFI/BOOT/BOOTX64.EFI")
     entry = fat_read(img, esp, "loader/entries/osb-a.conf").decode()
     assert "linux /osb/a/vmlinuz" in entry and "initrd /osb/a/initrd.img" in entry
-    assert "root=PARTLABEL=OSB_ROOT_A rootfstype=squashfs ro osb.slot=a" in entry
+    assert "root=PARTLABEL=OSB_ROOT_A rootfstype=squashfs ro osb.slot=a rauc.slot=a" in entry
+    # boot priority 1 under osbuilder's sort key; upgrades add slot b above it
+    assert "sort-key osbuilder\nversion 1\n" in entry
+    assert "default osb-*" in fat_read(img, esp, "loader/loader.conf").decode()
     assert "console=ttyS0,115200" in entry
     kernel = fat_read(img, esp, "osb/a/vmlinuz")
     assert kernel[0x202:0x206] == b"HdrS", "vmlinuz is not an x86 bzImage"
@@ -91,6 +94,13 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     osrel = squash_read(img, root_a, "usr/lib/os-release", tmp_path).decode()
     assert 'IMAGE_VERSION="1.0.0"' in osrel and f'BUILD_ID="{EPOCH}"' in osrel
     assert 'VARIANT_ID="qemu-amd64"' in osrel
+    # RAUC's slots and chooser are there; without --keyring the image trusts no bundle
+    conf = squash_read(img, root_a, "etc/rauc/system.conf", tmp_path).decode()
+    assert "compatible=osbuilder-qemu-amd64" in conf and "bootloader=custom" in conf
+    assert "device=/dev/disk/by-partlabel/OSB_ROOT_B" in conf and "bootname=b" in conf
+    assert "usr/lib/osbuilder/rauc-bootloader-backend" in listing and "usr/bin/rauc" in listing
+    assert "etc/rauc/keyring.pem" not in listing
+    assert "no --keyring: this image will refuse every update bundle" in qemu_amd64_build.log
     # k3s is installed but not enabled: the node agent enables the right role
     assert not [f for f in listing if "multi-user.target.wants/k3s" in f]
 

@@ -1,0 +1,212 @@
+"""`osbuilder-agent upgrade|rollback|mark-good|health-gate|bootloader` on the node.
+
+Order of an upgrade: download (resumable) → RAUC checks signature, our checks compatible
+and version → RAUC marks the inactive slot bad, writes it, and asks the chooser to make it
+primary with limited tries (the last write) → reboot → health gate → mark good, or mark
+bad and reboot into the previous slot. The booted slot is never written.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from osbuilder.agent.config import parse
+from osbuilder.agent.fs import read_json, write_json
+from osbuilder.agent.paths import AgentPaths
+from osbuilder.agent.status import cmdline_args, os_release, read
+from osbuilder.agent.upgrade import rauc
+from osbuilder.agent.upgrade.fetch import fetch_bundle
+from osbuilder.agent.upgrade.health import evaluate, standard_checks
+from osbuilder.agent.upgrade.systemd_boot import SLOTS, SystemdBootChooser
+from osbuilder.agent.upgrade.versions import check_bundle
+from osbuilder.errors import OsbError
+from osbuilder.run import run
+
+
+def say(msg: str) -> None:
+    print(f"osbuilder-agent: upgrade: {msg}", flush=True)
+
+
+def booted_slot() -> str:
+    slot = cmdline_args(read("/proc/cmdline")).get("osb.slot")
+    if slot not in SLOTS:
+        raise OsbError("booted slot unknown: no osb.slot= on the kernel command line")
+    return slot
+
+
+def running_version() -> str:
+    return os_release(read("/usr/lib/os-release")).get("IMAGE_VERSION", "0")
+
+
+@contextmanager
+def mount_slot(slot: str) -> Iterator[Path]:
+    """A slot's root, read-only: the running root for the booted slot."""
+    if slot == booted_slot():
+        yield Path("/")
+        return
+    with tempfile.TemporaryDirectory(prefix=f"osb-slot-{slot}-", dir="/run") as mnt:
+        run(["mount", "-o", "ro", "-t", "squashfs",
+             f"/dev/disk/by-partlabel/OSB_ROOT_{slot.upper()}", mnt])
+        try:
+            yield Path(mnt)
+        finally:
+            run(["umount", mnt])
+
+
+def chooser(paths: AgentPaths) -> SystemdBootChooser:
+    try:
+        kind = paths.bootloader_file.read_text().strip()
+    except FileNotFoundError:
+        kind = "systemd-boot"
+    if kind != "systemd-boot":
+        raise OsbError(f"bootloader {kind}: slot switching on the node is only implemented for "
+                       "systemd-boot so far")
+    return SystemdBootChooser(paths.boot_dir, booted_slot(), mount_slot)
+
+
+def record(paths: AgentPaths, **fields: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = read_json(paths.upgrade_record) or {}
+    rec.update(fields, updated=int(time.time()))
+    write_json(paths.upgrade_record, rec)
+    return rec
+
+
+def reboot() -> None:
+    say("rebooting")
+    run(["systemctl", "reboot"])
+
+
+def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bool) -> int:
+    current = booted_slot()
+    write_json(paths.upgrade_record, {"state": "downloading", "source": source,
+                                      "from_slot": current, "from_version": running_version(),
+                                      "started": int(time.time())})
+    try:
+        if source.startswith(("http://", "https://")):
+            bundle = fetch_bundle(source, paths.download_dir / "update.raucb", say)
+        else:
+            bundle = Path(source)
+            if not bundle.is_file():
+                raise OsbError(f"{source}: no such bundle file (expected a .raucb file or URL)")
+        record(paths, state="verifying")
+        info = rauc.info(bundle)
+        check_bundle(compatible=info.compatible, version=info.version,
+                     system_compatible=rauc.system_compatible(),
+                     running_version=running_version(), allow_downgrade=allow_downgrade)
+        say(f"bundle {info.version} for {info.compatible}: signature and compatibility ok")
+        record(paths, state="installing", to_version=info.version)
+        say(f"installing {info.version} into the inactive slot")
+        t0 = time.monotonic()
+        rauc.install(bundle)
+        seconds = round(time.monotonic() - t0, 1)
+        target = chooser(paths).primary()
+        if target is None or target == current:
+            raise OsbError("RAUC finished but the new slot is not the next boot")
+        say(f"installed slot {target} in {seconds} s; it boots next, "
+            f"{chooser(paths).tries_left(target)} tries to pass the health gate")
+        record(paths, state="rebooting", to_slot=target, install_seconds=seconds, error=None)
+    except OsbError as exc:
+        record(paths, state="failed", error=str(exc).splitlines()[0])
+        raise
+    finally:
+        for f in paths.download_dir.glob("update.raucb"):  # keep only a resumable .part
+            f.unlink()
+    if do_reboot:
+        reboot()
+    return 0
+
+
+def health_gate(paths: AgentPaths) -> int:
+    """Run on every boot (osbuilder-health.service, before boot-complete.target)."""
+    ch = chooser(paths)
+    slot = ch.booted
+    rec = read_json(paths.upgrade_record) or {}
+    if ch.tries_left(slot) is None:
+        if rec.get("state") in ("rebooting", "verifying") and rec.get("to_slot") != slot:
+            record(paths, state="failed", error=f"slot {rec.get('to_slot')} did not come up "
+                   f"(boot tries used up); running slot {slot} again")
+            say(f"the new slot {rec.get('to_slot')} failed to boot; back on slot {slot}")
+        return 0
+    last = read_json(paths.last_good) or {"config": {}}
+    cfg = parse(last["config"], validated=True).upgrade
+    node = socket.gethostname()  # k3s registers the node under its hostname
+    record(paths, state="verifying")
+    say(f"slot {slot} ({running_version()}) on trial: health gate, {cfg.health_timeout} s")
+    t0 = time.monotonic()
+    verdict = evaluate(standard_checks(node, cfg.require_node_ready, cfg.health_checks),
+                       cfg.health_timeout, time.monotonic, time.sleep, say=say)
+    if verdict.ok:
+        rauc.mark("good")
+        record(paths, state="done", error=None,
+               gate_seconds=round(time.monotonic() - t0, 1))
+        say(f"health gate passed: slot {slot} ({running_version()}) marked good")
+        return 0
+    record(paths, state="failed", error=f"health gate: {verdict.reason}")
+    say(f"health gate failed: {verdict.reason}; rolling back")
+    rauc.mark("bad")
+    reboot()
+    return 1
+
+
+def rollback(paths: AgentPaths, do_reboot: bool) -> int:
+    ch = chooser(paths)
+    other = next(s for s in SLOTS if s != ch.booted)
+    if ch.state(other) != "good":
+        raise OsbError(f"slot {other} holds no bootable OS (never installed or marked bad): "
+                       "nothing to roll back to")
+    rauc.mark("active", "other")
+    record(paths, state="rolled-back", to_slot=other, error=None)
+    say(f"slot {other} boots next")
+    if do_reboot:
+        reboot()
+    return 0
+
+
+def mark_good(paths: AgentPaths) -> int:
+    rauc.mark("good")
+    say(f"slot {booted_slot()} marked good")
+    return 0
+
+
+def console_note(msg: str) -> None:
+    """Boot selector changes go to the console too: RAUC runs the backend with its output
+    captured, and these are the lines to read after a power cut."""
+    try:
+        with open("/dev/console", "w") as c:
+            c.write(f"osbuilder-agent: boot selector: {msg}\n")
+    except OSError:
+        pass
+
+
+def bootloader_backend(paths: AgentPaths, argv: list[str]) -> int:
+    """RAUC's custom bootloader backend protocol (system.conf [handlers])."""
+    ch = chooser(paths)
+    op, args = (argv[0], argv[1:]) if argv else ("", [])
+    if op == "get-primary":
+        primary = ch.primary()
+        if primary is None:
+            raise OsbError("no slot has a boot entry")
+        print(primary)
+    elif op == "set-primary" and len(args) == 1:
+        console_note(f"staging slot {args[0]} as the next boot")
+        ch.set_primary(args[0])
+        console_note(f"slot {args[0]} boots next ({ch.tries_left(args[0])} tries)")
+    elif op == "get-state" and len(args) == 1:
+        print(ch.state(args[0]))
+    elif op == "set-state" and len(args) == 2 and args[1] in ("good", "bad"):
+        ch.set_state(args[0], args[1] == "good")
+        console_note(f"slot {args[0]} marked {args[1]}")
+    elif op == "get-current":
+        print(ch.booted)
+    else:
+        print(f"usage: get-primary | set-primary SLOT | get-state SLOT | set-state SLOT good|bad"
+              f" | get-current (got {' '.join(argv)!r})", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,47 @@
+"""What `status` says about upgrades: both slots from the ESP entries, the last upgrade."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from osbuilder.agent.fs import read_json
+from osbuilder.agent.paths import AgentPaths
+from osbuilder.agent.upgrade.systemd_boot import SLOTS, SystemdBootChooser
+from osbuilder.bootloaders.bls import parse_entry
+
+
+@dataclass(frozen=True)
+class SlotFact:
+    slot: str
+    version: str | None  # from the entry title, written from the slot's os-release
+    state: str  # good | bad
+    tries_left: int | None  # None: blessed or no entry
+
+
+@dataclass(frozen=True)
+class UpgradeFacts:
+    primary: str | None
+    slots: tuple[SlotFact, ...]
+    last_state: str | None
+    last_error: str | None
+    last_to_version: str | None
+
+
+def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
+    if not (paths.boot_dir / "loader/entries").is_dir():
+        return None
+
+    def no_mount(slot: str) -> object:
+        raise AssertionError("status never mounts a slot")
+
+    ch = SystemdBootChooser(paths.boot_dir, booted or "a", no_mount)  # type: ignore[arg-type]
+    slots = []
+    for s in SLOTS:
+        e = ch.entry(s)
+        title = parse_entry(e[1].read_text()).get("title", "") if e else ""
+        words = title.split()
+        slots.append(SlotFact(s, words[1] if len(words) > 1 else None, ch.state(s),
+                              ch.tries_left(s)))
+    rec = read_json(paths.upgrade_record) or {}
+    return UpgradeFacts(primary=ch.primary(), slots=tuple(slots), last_state=rec.get("state"),
+                        last_error=rec.get("error"), last_to_version=rec.get("to_version"))
