@@ -50,7 +50,10 @@ def _handler(s: Served) -> type[BaseHTTPRequestHandler]:
                     if s.cut_after is not None and sent >= s.cut_after:
                         s.cut_after = None  # one cut only: the retry gets the rest
                         return
-                    self.wfile.write(block)
+                    try:
+                        self.wfile.write(block)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the client gave up (e.g. not enough space): its call
                     sent += len(block)
 
     return Handler

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from osbuilder.agent.fs import write_json
+from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.status import MountFact, Status, cmdline_args, find_mount, os_release
+from osbuilder.agent.upgrade import report
 
 MOUNTINFO = """\
 22 1 254:2 / / ro,relatime shared:1 - squashfs /dev/vda2 ro,errors=continue
@@ -32,3 +37,19 @@ def test_oneline() -> None:
     line = s.oneline()
     assert line.startswith("osbuilder-agent: status slot=a version=1.0 board=qemu-amd64")
     assert "root=/dev/vda2:squashfs:ro data=- data_fs=- data_part=1.00GiB disk=4.00GiB" in line
+
+
+def test_text_reports_both_slots_and_the_last_upgrade(tmp_path: Path) -> None:
+    paths = AgentPaths(boot_dir=tmp_path / "esp", state_dir=tmp_path / "state")
+    entries = paths.boot_dir / "loader/entries"
+    entries.mkdir(parents=True)
+    (entries / "osb-a.conf").write_text("title osbuilder 1.1.0 (slot A)\nversion 3\n")
+    (entries / "osb-b+0-3.conf").write_text("title osbuilder 1.2.0 (slot B)\nversion 2\n")
+    write_json(paths.upgrade_record, {"state": "failed", "to_version": "1.2.0",
+                                      "error": "health gate: node n1 Ready=False"})
+    facts = report.gather(paths, "a")
+    s = Status("a", "1.1.0", "qemu-amd64", None, None, None, None, None, upgrade=facts)
+    text = s.text()
+    assert "slot a:    1.1.0 good (booted) (next boot)" in text
+    assert "slot b:    1.2.0 bad, 0 tries left" in text
+    assert "upgrade:   failed to 1.2.0: health gate: node n1 Ready=False" in text

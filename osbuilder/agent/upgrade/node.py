@@ -100,7 +100,9 @@ def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bo
         check_bundle(compatible=info.compatible, version=info.version,
                      system_compatible=rauc.system_compatible(),
                      running_version=running_version(), allow_downgrade=allow_downgrade)
-        say(f"bundle {info.version} for {info.compatible}: signature and compatibility ok")
+        rauc.verify_payload(bundle, info)
+        say(f"bundle {info.version} for {info.compatible}: signature, payload and "
+            "compatibility ok")
         record(paths, state="installing", to_version=info.version)
         say(f"installing {info.version} into the inactive slot")
         t0 = time.monotonic()

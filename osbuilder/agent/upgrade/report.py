@@ -30,11 +30,7 @@ class UpgradeFacts:
 def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
     if not (paths.boot_dir / "loader/entries").is_dir():
         return None
-
-    def no_mount(slot: str) -> object:
-        raise AssertionError("status never mounts a slot")
-
-    ch = SystemdBootChooser(paths.boot_dir, booted or "a", no_mount)  # type: ignore[arg-type]
+    ch = SystemdBootChooser(paths.boot_dir, booted or "a")
     slots = []
     for s in SLOTS:
         e = ch.entry(s)

@@ -56,8 +56,9 @@ def fsync_dir(path: Path) -> None:
 
 
 class SystemdBootChooser:
-    def __init__(self, esp: Path, booted: str, mount_slot: SlotMounter,
+    def __init__(self, esp: Path, booted: str, mount_slot: SlotMounter | None = None,
                  tries: int = BOOT_TRIES) -> None:
+        """mount_slot is needed by set_primary only (it reads the slot's kernel)."""
         self.esp = esp
         self.entries = esp / "loader/entries"
         self.booted = booted
@@ -121,6 +122,7 @@ class SystemdBootChooser:
     def _stage_kernel(self, slot: str) -> str:
         """Copy the slot's kernel and initrd to the ESP; returns the slot's OS version."""
         dest = self.esp / "osb" / slot
+        assert self.mount_slot is not None, "set_primary needs a slot mounter"
         with self.mount_slot(slot) as root:
             kernels = sorted((root / "boot").glob("vmlinuz-*"))
             if len(kernels) != 1:
