@@ -127,10 +127,12 @@ class VM:
     def login(self, user: str, password: str, timeout: float = 120) -> None:
         mark = len(self.console())
         self.type(f"{user}\n")
-        self.wait_for(r"[Pp]assword: ?$", timeout, since=mark)
+        self.wait_for(r"[Pp]assword: ?", timeout, since=mark)
         mark = len(self.console())
         self.type(f"{password}\n")
-        self.wait_for(r"[$#] $", timeout, since=mark)  # the shell prompt: ready for input
+        # bash's prompt (user@host:dir$): ready for input. Not anchored at the line end:
+        # services may print on the console right after it.
+        self.wait_for(r"\w@[\w.-]+:\S*[$#] ", timeout, since=mark)
 
     def shell(self, command: str, timeout: float = 120) -> str:
         """Run a command in a logged-in console shell; returns its output."""

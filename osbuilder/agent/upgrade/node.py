@@ -8,6 +8,7 @@ bad and reboot into the previous slot. The booted slot is never written.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sys
 import tempfile
@@ -90,7 +91,12 @@ def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bo
                                       "started": int(time.time())})
     try:
         if source.startswith(("http://", "https://")):
-            bundle = fetch_bundle(source, paths.download_dir / "update.raucb", say)
+            # named by URL: only a download of the same URL is resumed
+            name = hashlib.sha256(source.encode()).hexdigest()[:16] + ".raucb"
+            for stale in paths.download_dir.glob("*.raucb.part"):
+                if stale.name != name + ".part":
+                    stale.unlink()
+            bundle = fetch_bundle(source, paths.download_dir / name, say)
         else:
             bundle = Path(source)
             if not bundle.is_file():
@@ -118,7 +124,7 @@ def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bo
         record(paths, state="failed", error=str(exc).splitlines()[0])
         raise
     finally:
-        for f in paths.download_dir.glob("update.raucb"):  # keep only a resumable .part
+        for f in paths.download_dir.glob("*.raucb"):  # keep only a resumable .part
             f.unlink()
     if do_reboot:
         reboot()
