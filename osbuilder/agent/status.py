@@ -8,6 +8,7 @@ from pathlib import Path
 
 from osbuilder.agent.fs import read_json
 from osbuilder.agent.paths import AgentPaths
+from osbuilder.agent.sysinfo import cmdline_args, os_release, read
 from osbuilder.agent.upgrade import report
 
 
@@ -79,21 +80,6 @@ class Status:
         )
 
 
-def cmdline_args(text: str) -> dict[str, str]:
-    out = {}
-    for arg in text.split():
-        key, _, value = arg.partition("=")
-        out[key] = value
-    return out
-
-
-def os_release(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("#"):
-            out[key.strip()] = value.strip().strip('"')
-    return out
 
 
 def find_mount(mountinfo: str, target: str) -> MountFact | None:
@@ -120,12 +106,6 @@ def parent_disk(dev: str, sys_block: Path = Path("/sys/class/block")) -> str | N
         return None
     return p.resolve().parent.name
 
-
-def read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
 
 
 def gather(paths: AgentPaths | None = None) -> Status:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from osbuilder.agent.fs import write_json
 from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.status import MountFact, Status, cmdline_args, find_mount, os_release
+from osbuilder.agent.status import MountFact, Status, find_mount
+from osbuilder.agent.sysinfo import cmdline_args, os_release
 from osbuilder.agent.upgrade import report
 
 MOUNTINFO = """\

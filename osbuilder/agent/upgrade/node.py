@@ -21,7 +21,7 @@ from typing import Any
 from osbuilder.agent.config import parse
 from osbuilder.agent.fs import read_json, write_json
 from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.status import cmdline_args, os_release, read
+from osbuilder.agent.sysinfo import cmdline_args, os_release, read
 from osbuilder.agent.upgrade import rauc
 from osbuilder.agent.upgrade.fetch import fetch_bundle
 from osbuilder.agent.upgrade.health import evaluate, standard_checks

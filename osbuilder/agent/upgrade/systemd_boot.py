@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from osbuilder.agent.sysinfo import os_release
 from osbuilder.bootloaders.bls import (
     EntryName,
     parse_entry,
@@ -135,11 +136,8 @@ class SystemdBootChooser:
                 target = dest / name
                 if not (target.is_file() and target.read_bytes() == data):
                     fat_write(target, data)
-            release = (root / "usr/lib/os-release").read_text()
-        for line in release.splitlines():
-            if line.startswith("IMAGE_VERSION="):
-                return line.split("=", 1)[1].strip('"')
-        return "unknown"
+            release = os_release((root / "usr/lib/os-release").read_text())
+        return release.get("IMAGE_VERSION", "unknown")
 
     def set_primary(self, slot: str) -> None:
         self._check(slot)
