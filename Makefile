@@ -17,7 +17,8 @@ OSB := $(VENV)/bin/osbuilder
 # Debian packages the build, the tests and `make run` need on the host.
 HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
 	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
-	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool
+	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool \
+	qemu-user-static arch-test qemu-efi-aarch64
 
 BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \

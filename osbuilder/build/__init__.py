@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from osbuilder.binfmt import ensure_binfmt
 from osbuilder.boards import Board
 from osbuilder.build.agent import install_agent
 from osbuilder.build.assemble import assemble
@@ -100,6 +101,9 @@ def remove_work(work: Path) -> None:
 
 def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[Artifact]:
     preflight(options)
+    emulation = ensure_binfmt(board.arch)
+    if emulation:
+        progress.say(f"{board.arch} on this host through qemu-user: {emulation}")
     work = Path(tempfile.mkdtemp(prefix=f".osbuilder-{board.name}-", dir=options.out_dir))
     ctx = BuildContext(board=board, options=options, work=work, progress=progress)
     stages = STAGES + [(f"format {f}", FORMATS[f]) for f in options.formats]
