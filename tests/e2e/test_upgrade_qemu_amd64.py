@@ -140,6 +140,16 @@ class Node:
         assert m, out
         return int(m.group(1)), out
 
+    def settled(self, slot: str) -> str:
+        """Status once the booted slot is no longer on trial (its health gate passed, or it
+        failed and the node moved on): the next upgrade may only start then."""
+        deadline = time.monotonic() + BOOT
+        while True:
+            _, out = self.sh("sudo osbuilder-agent status; cat /var/lib/keep.txt")
+            if not re.search(rf"slot {slot}:\s+\S+ trial", out) or time.monotonic() > deadline:
+                return out
+            time.sleep(10)
+
     def mark(self) -> int:
         assert self.vm is not None
         return len(self.vm.console())
@@ -256,7 +266,7 @@ def test_power_cut_at_random_instants_never_loses_a_good_slot(
         vm = node.start()
         slot = vm.wait_for(r"osbuilder: slot ([ab])", BOOT).group(1)
         node.login(0)
-        _, out = node.sh("sudo osbuilder-agent status; cat /var/lib/keep.txt")
+        out = node.settled(slot)
         good = re.search(rf"slot {slot}:\s+\S+ good", out) is not None and "kept" in out
         rows.append((run_no + 1, phase, cut_at, slot, good, rc))
         assert good, f"run {run_no + 1} ({phase}): booted slot {slot} not good:\n{out}"

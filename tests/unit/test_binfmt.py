@@ -17,7 +17,7 @@ LINE = ":qemu-aarch64:M::\\x7fELF\\x02:\\xff:/usr/libexec/qemu-binfmt/aarch64-bi
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setattr(binfmt, "host_arch", lambda: "amd64")
-    monkeypatch.setattr(binfmt.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr("shutil.which", lambda tool: f"/usr/bin/{tool}")
     (tmp_path / "binfmt").mkdir()
     (tmp_path / "binfmt/register").write_text("")
     (tmp_path / "conf").mkdir()
@@ -47,6 +47,6 @@ def test_missing_qemu_user_static_is_named(fake: tuple[Path, Path]) -> None:
 
 def test_missing_arch_test_is_named(fake: tuple[Path, Path],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(binfmt.shutil, "which", lambda tool: None)
+    monkeypatch.setattr("shutil.which", lambda tool: None)
     with pytest.raises(OsbError, match="needs arch-test: apt-get install arch-test"):
         ensure_binfmt("arm64", *fake)

@@ -53,4 +53,8 @@ def test_text_reports_both_slots_and_the_last_upgrade(tmp_path: Path) -> None:
     text = s.text()
     assert "slot a:    1.1.0 good (booted) (next boot)" in text
     assert "slot b:    1.2.0 bad, 0 tries left" in text
+    (entries / "osb-b+0-3.conf").rename(entries / "osb-b+1-2.conf")
+    text = Status("a", "1.1.0", "qemu-amd64", None, None, None, None, None,
+                  upgrade=report.gather(paths, "a")).text()
+    assert "slot b:    1.2.0 trial, 1 tries left" in text
     assert "upgrade:   failed to 1.2.0: health gate: node n1 Ready=False" in text

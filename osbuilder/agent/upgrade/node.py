@@ -86,6 +86,11 @@ def reboot() -> None:
 
 def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bool) -> int:
     current = booted_slot()
+    if chooser(paths).tries_left(current) is not None:
+        # the inactive slot is then the only known-good one: never write over it
+        raise OsbError(f"slot {current} is still on trial (its health gate has not passed): "
+                       "an upgrade now would overwrite the known-good slot; wait for the "
+                       "gate, or run `osbuilder-agent mark-good` first")
     write_json(paths.upgrade_record, {"state": "downloading", "source": source,
                                       "from_slot": current, "from_version": running_version(),
                                       "started": int(time.time())})

@@ -14,7 +14,7 @@ from osbuilder.bootloaders.bls import parse_entry
 class SlotFact:
     slot: str
     version: str | None  # from the entry title, written from the slot's os-release
-    state: str  # good | bad
+    state: str  # good (blessed), trial (counting tries, or booted on its last), bad
     tries_left: int | None  # None: blessed or no entry
 
 
@@ -36,8 +36,11 @@ def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
         e = ch.entry(s)
         title = parse_entry(e[1].read_text()).get("title", "") if e else ""
         words = title.split()
-        slots.append(SlotFact(s, words[1] if len(words) > 1 else None, ch.state(s),
-                              ch.tries_left(s)))
+        left = ch.tries_left(s)
+        state = ch.state(s)
+        if left is not None and (left > 0 or s == booted):  # booted on its last try: trial
+            state = "trial"
+        slots.append(SlotFact(s, words[1] if len(words) > 1 else None, state, left))
     rec = read_json(paths.upgrade_record) or {}
     return UpgradeFacts(primary=ch.primary(), slots=tuple(slots), last_state=rec.get("state"),
                         last_error=rec.get("error"), last_to_version=rec.get("to_version"))
