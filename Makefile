@@ -11,14 +11,19 @@ K3S_DIR ?=
 KEYS ?=
 ACCEL ?= tcg
 VENV := .venv
+# diskimage-builder (rootfs backend dib, make bench) lives in a venv of its own
+DIB_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/osbuilder/dib-venv
 PY := $(VENV)/bin/python
 OSB := $(VENV)/bin/osbuilder
 
-# Debian packages the build, the tests and `make run` need on the host.
+# Debian packages the build, the tests and `make run` need on the host: rauc/openssl sign
+# bundles; qemu-user-static/arch-test build foreign-arch roots; qemu-system-arm, u-boot-*,
+# libubootenv-tool and qemu-efi-aarch64 boot arm64; debootstrap and sudo are for
+# diskimage-builder (rootfs backend dib, make bench), seabios to boot its image.
 HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
 	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
 	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool \
-	qemu-user-static arch-test qemu-efi-aarch64
+	qemu-user-static arch-test qemu-efi-aarch64 debootstrap sudo seabios
 
 BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \
@@ -26,14 +31,15 @@ BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR)) \
 	$(if $(KEYS),--sign-key $(KEYS)/signing.key.pem --sign-cert $(KEYS)/signing.cert.pem)
 
-.PHONY: help deps venv image run test test-all unit lint bench clean
+.PHONY: help deps venv dib image run test test-all unit lint bench clean
 
 help:
 	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
 	@echo "make run     boot the image of BOARD in QEMU, console here (quit: Ctrl-A X)"
 	@echo "make test    lint + unit + integration + representative QEMU boots"
 	@echo "make test-all  everything, including the slow QEMU and board legs"
-	@echo "make bench   build and boot figures"
+	@echo "make bench   build and boot figures, osbuilder side by side with diskimage-builder"
+	@echo "make dib     install diskimage-builder (rootfs backend dib) into $(DIB_VENV)"
 
 deps:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -52,6 +58,13 @@ $(VENV)/.stamp: pyproject.toml
 
 venv: $(VENV)/.stamp
 
+$(DIB_VENV)/.stamp: requirements-dib.txt
+	python3 -m venv $(DIB_VENV)
+	$(DIB_VENV)/bin/pip install -q -r requirements-dib.txt
+	touch $@
+
+dib: $(DIB_VENV)/.stamp
+
 image: deps venv
 	$(OSB) build $(BUILD_ARGS)
 
@@ -69,10 +82,10 @@ unit: venv
 test: deps venv lint
 	$(VENV)/bin/pytest -m 'not slow' tests
 
-test-all: deps venv lint
+test-all: deps venv dib lint
 	$(VENV)/bin/pytest tests
 
-bench: deps venv
+bench: deps venv dib
 	$(PY) bench/bench.py
 
 clean:

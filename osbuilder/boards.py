@@ -49,6 +49,15 @@ class QemuSpec:
 
 
 @dataclass(frozen=True)
+class DibSpec:
+    """rootfs backend dib: diskimage-builder elements, their folders, extra DIB_* settings."""
+
+    elements: tuple[str, ...]
+    element_paths: tuple[Path, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     description: str
@@ -66,7 +75,8 @@ class Board:
     formats: tuple[str, ...]
     qemu: QemuSpec | None
     source: Path
-    rootfs_tarball: Path | None = None  # backend tarball; None: mmdebstrap
+    rootfs_tarball: Path | None = None  # backend tarball
+    dib: DibSpec | None = None  # backend dib; neither: mmdebstrap
 
     def all_packages(self) -> tuple[str, ...]:
         """Every Debian package of the rootfs, sorted, without duplicates."""
@@ -126,6 +136,7 @@ def load_board_file(path: Path) -> Board:
             f"(known: {', '.join(sorted(sets))}, defined in {PACKAGE_SETS_FILE})"
         )
     q = d.get("qemu")
+    r = d["rootfs"]
     return Board(
         name=d["name"],
         description=d["description"],
@@ -151,8 +162,12 @@ def load_board_file(path: Path) -> Board:
             firmware_vars=q.get("firmware_vars"), firmware_package=q.get("firmware_package"),
         ) if q else None,
         source=path,
-        rootfs_tarball=(path.parent / d["rootfs"]["path"]
-                        if d["rootfs"]["backend"] == "tarball" else None),
+        rootfs_tarball=path.parent / r["path"] if r["backend"] == "tarball" else None,
+        dib=DibSpec(
+            elements=tuple(r["elements"]),
+            element_paths=tuple(path.parent / p for p in r["element_paths"]),
+            env=tuple(sorted(r["env"].items())),
+        ) if r["backend"] == "dib" else None,
     )
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from osbuilder import __version__, source
-from osbuilder.boards import board_names, load_board, load_board_file
+from osbuilder.boards import Board, board_names, load_board, load_board_file
 from osbuilder.context import DEFAULT_CACHE, Artifact, BuildOptions
 from osbuilder.download import sha256_file
 from osbuilder.errors import OsbError
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an image for a board",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("--board", required=True, help="board name (see `osbuilder boards`)")
+    b.add_argument("--board", required=True,
+                   help="board name (see `osbuilder boards`) or a board file (*.yaml)")
     b.add_argument("--out", type=Path, default=Path("out"), help="output directory")
     b.add_argument("--version", dest="image_version", default=__version__,
                    help="image version recorded in os-release and the manifest")
@@ -121,15 +122,31 @@ def print_summary(artifacts: list[Artifact], progress: Progress) -> None:
         progress.say(f"  {a.kind:9} {a.path}  {size}  sha256 {sha256_file(a.path)}")
 
 
+def board_arg(value: str) -> Board:
+    """--board: a board name, or the path of a board file (your own, outside boards/)."""
+    if value.endswith((".yaml", ".yml")):
+        return load_board_file(Path(value).resolve())
+    return load_board(value)
+
+
+def rootfs_backend(b: Board) -> str:
+    if b.rootfs_tarball is not None:
+        return f"tarball {b.rootfs_tarball}"
+    if b.dib is not None:
+        return f"dib, elements {' '.join(b.dib.elements)}"
+    return "mmdebstrap"
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from osbuilder.build import run_build
     from osbuilder.build.bootloader import check_node_config
 
-    board = load_board(args.board)
+    board = board_arg(args.board)
     if args.rootfs_tarball is not None:
         if not args.rootfs_tarball.is_file():
             raise OsbError(f"--rootfs-tarball {args.rootfs_tarball}: no such file")
-        board = dataclasses.replace(board, rootfs_tarball=args.rootfs_tarball.resolve())
+        board = dataclasses.replace(board, rootfs_tarball=args.rootfs_tarball.resolve(),
+                                    dib=None)
     if args.k3s_version:
         check_version(args.k3s_version)
     if args.config is not None:
@@ -171,7 +188,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from osbuilder.qemu import qemu_argv, scratch_disk
 
-    board = load_board(args.board)
+    board = board_arg(args.board)
     if not args.image.is_file():
         raise OsbError(f"{args.image}: no such image (build one with `make image`)")
     scratch = scratch_disk(args.image, args.image.with_name(args.image.stem + ".run.img"),
@@ -190,8 +207,9 @@ def cmd_boards() -> int:
 
 
 def cmd_show_board(name: str) -> int:
-    b = load_board(name)
+    b = board_arg(name)
     print(f"name: {b.name}\narch: {b.arch}\nsuite: {b.suite}\nmirror: {b.mirror}")
+    print(f"rootfs: {rootfs_backend(b)}")
     print(f"kernel: {b.kernel.package}\nconsole: {', '.join(b.kernel.console)}")
     print(f"bootloader: {b.bootloader}\npartition_table: {b.partition_table}")
     print(f"sizes: boot {b.sizes.boot_mib} MiB, root {b.sizes.root_mib} MiB x2, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from osbuilder.errors import CommandError, OsbError
 log = logging.getLogger("osbuilder.run")
 
 STDERR_TAIL_LINES = 25
+TAIL_BYTES = 64 << 10  # of a log_file, enough for STDERR_TAIL_LINES long lines
 
 
 def run(
@@ -25,11 +27,14 @@ def run(
     input: bytes | None = None,
     check: bool = True,
     timeout: float | None = None,
+    log_file: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run argv; on failure raise CommandError with the last lines of stderr.
 
     stdout is captured only when asked; stderr is always captured so a failure can
-    say why, and is logged at debug level when the command succeeds.
+    say why, and is logged at debug level when the command succeeds. With log_file,
+    stdout and stderr both go to that file instead (tools that trace every step, such
+    as diskimage-builder, print megabytes), and a failure quotes the file's tail.
     """
     args = [str(a) for a in argv]
     log.debug("$ %s", " ".join(args))
@@ -37,21 +42,27 @@ def run(
     if env is not None:
         full_env = dict(os.environ)
         full_env.update(env)
+    if log_file is not None and capture:
+        raise ValueError("run: capture and log_file exclude each other")
     try:
-        proc = subprocess.run(
-            args,
-            env=full_env,
-            cwd=cwd,
-            input=input,
-            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            check=False,
-            timeout=timeout,
-        )
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(log_file.open("wb")) if log_file is not None else None
+            proc = subprocess.run(
+                args,
+                env=full_env,
+                cwd=cwd,
+                input=input,
+                stdout=sink or (subprocess.PIPE if capture else subprocess.DEVNULL),
+                stderr=sink or subprocess.PIPE,
+                check=False,
+                timeout=timeout,
+            )
     except FileNotFoundError as exc:
         raise OsbError(f"host tool not found: {args[0]} (install it, see `make deps`)") from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(args, -1, f"timed out after {timeout} s") from exc
+    if log_file is not None:
+        proc.stderr = log_file.read_bytes()[-TAIL_BYTES:]
     stderr = proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
         tail = "\n".join(stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])

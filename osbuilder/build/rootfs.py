@@ -1,4 +1,6 @@
 """Stage rootfs: Debian trixie via mmdebstrap into a cached tarball, unpacked for the build.
+Other backends: `tarball` (below) and `dib` (rootfs_dib.py); every rootfs gets the same
+checks (rootfs_checks.py).
 
 The tarball is cached under <cache>/rootfs/<key>.tar where key hashes everything that
 changes its content (suite, arch, mirror, components, packages, hooks). The initramfs
@@ -14,6 +16,7 @@ import os
 from pathlib import Path
 
 from osbuilder.build.rootfs_checks import check_rootfs
+from osbuilder.build.rootfs_dib import build_dib_tarball
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 from osbuilder.run import run
@@ -60,6 +63,9 @@ def cache_key(argv: list[str]) -> str:
 def build_rootfs(ctx: BuildContext) -> None:
     if ctx.board.rootfs_tarball is not None:
         return from_tarball(ctx, ctx.board.rootfs_tarball)
+    if ctx.board.dib is not None:
+        tarball = build_dib_tarball(ctx, ctx.board.dib)
+        return unpack(ctx, tarball, f"diskimage-builder rootfs {tarball}")
     cache = ctx.options.cache_dir / "rootfs"
     cache.mkdir(parents=True, exist_ok=True)
     key = cache_key(mmdebstrap_argv(ctx, Path("OUT")))
@@ -76,11 +82,21 @@ def build_rootfs(ctx: BuildContext) -> None:
     unpack(ctx, tarball, f"rootfs built for {ctx.board.name}")
 
 
+# Mount points other tools leave out of their tarballs (DIB excludes ./proc and ./sys,
+# container exports often /dev): the chroot stages and the booted root need them.
+MOUNT_POINTS = {"proc": 0o555, "sys": 0o555, "dev": 0o755, "run": 0o755, "tmp": 0o1777}
+
+
 def unpack(ctx: BuildContext, tarball: Path, source: str) -> None:
     ctx.rootfs_tar = tarball
     ctx.rootfs.mkdir()
     run(["tar", "-C", ctx.rootfs, "--numeric-owner", "--xattrs", "--xattrs-include=*",
          "-xpf", tarball])
+    for name, mode in MOUNT_POINTS.items():
+        path = ctx.rootfs / name
+        if not path.exists() and not path.is_symlink():
+            path.mkdir()
+            path.chmod(mode)  # not through mkdir: the umask would clear bits
     ctx.kernel_version = check_rootfs(ctx.rootfs, ctx.board, source)
 
 

@@ -12,11 +12,16 @@ from osbuilder.errors import OsbError
 from osbuilder.layout import MIB
 from osbuilder.run import run
 
+ZSTD_LEVEL = 6
+
 
 def squash(ctx: BuildContext) -> None:
     out = ctx.work / "root.squashfs"
+    # zstd level 6, not mksquashfs's default 15: on a qemu-amd64 rootfs 9x faster
+    # (3.4 s instead of 31.5 s here) for a 1.3 % larger squashfs; squash was most of a
+    # warm build
     run(["mksquashfs", ctx.rootfs, out, "-noappend", "-no-progress", "-quiet",
-         "-comp", "zstd", "-b", "1M"], env=ctx.env)
+         "-comp", "zstd", "-Xcompression-level", str(ZSTD_LEVEL), "-b", "1M"], env=ctx.env)
     size = out.stat().st_size
     limit = ctx.board.sizes.root_mib * MIB
     if size > limit:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from osbuilder.errors import CommandError, OsbError
@@ -31,3 +33,13 @@ def test_require_tools_names_tool_and_package() -> None:
     with pytest.raises(OsbError, match=r"no-such-mkfs \(apt-get install fancy-fs-tools\)"):
         require_tools({"sh": "dash", "no-such-mkfs": "fancy-fs-tools"})
     require_tools({"sh": "dash"})
+
+
+def test_log_file_takes_both_streams_and_feeds_the_failure_tail(tmp_path: Path) -> None:
+    log = tmp_path / "tool.log"
+    run(["sh", "-c", "echo out; echo err >&2"], log_file=log)
+    assert sorted(log.read_text().splitlines()) == ["err", "out"]
+    with pytest.raises(CommandError) as info:
+        run(["sh", "-c", "for i in $(seq 1 30); do echo step$i; done; exit 4"], log_file=log)
+    assert info.value.stderr_tail.splitlines() == [f"step{i}" for i in range(6, 31)]
+    assert log.read_text().splitlines()[0] == "step1"
