@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from osbuilder.agent.fs import write_json
 from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.status import MountFact, Status, find_mount
@@ -58,3 +60,15 @@ def test_text_reports_both_slots_and_the_last_upgrade(tmp_path: Path) -> None:
                   upgrade=report.gather(paths, "a")).text()
     assert "slot b:    1.2.0 trial, 1 tries left" in text
     assert "upgrade:   failed to 1.2.0: health gate: node n1 Ready=False" in text
+
+
+def test_unreadable_esp_leaves_the_upgrade_part_out(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`status` also runs as an ordinary user, who may not read the 0700 ESP."""
+    paths = AgentPaths(boot_dir=tmp_path / "esp", state_dir=tmp_path / "state")
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    assert report.gather(paths, "a") is None

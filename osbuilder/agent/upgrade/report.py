@@ -28,6 +28,15 @@ class UpgradeFacts:
 
 
 def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
+    """None where there is nothing to say: no ESP entries, or a user who may not read the
+    ESP (it is mounted 0700; `status` runs unprivileged too)."""
+    try:
+        return _gather(paths, booted)
+    except PermissionError:
+        return None
+
+
+def _gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
     if not (paths.boot_dir / "loader/entries").is_dir():
         return None
     ch = SystemdBootChooser(paths.boot_dir, booted or "a")
