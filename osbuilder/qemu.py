@@ -47,7 +47,11 @@ def qemu_argv(
     nic = "user,model=virtio-net-pci,restrict=on" + "".join(
         [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards])
     argv = [
-        q.binary, "-accel", accel, "-machine", q.machine,
+        # one TCG thread for all vCPUs: with QEMU 7.2's multi-threaded TCG, a vCPU can run
+        # code the other is patching (the kernel's int3-based text_poke) and the guest
+        # oopses at boot ("Oops: int3" in sched_clock_cpu), more often on a loaded host
+        q.binary, "-accel", "kvm" if accel == "kvm" else "tcg,thread=single",
+        "-machine", q.machine,
         "-cpu", "host" if accel == "kvm" else q.cpu,
         "-m", str(q.memory_mib), "-smp", str(2 if accel == "kvm" else q.smp),
         "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={q.firmware}",
