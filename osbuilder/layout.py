@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from osbuilder.boards import Board
+if TYPE_CHECKING:  # the node agent imports the labels: keep yaml and schemas out of it
+    from osbuilder.boards import Board
 
 SECTOR = 512
 MIB = 1024 * 1024

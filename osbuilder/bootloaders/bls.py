@@ -13,7 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from osbuilder.layout import root_label
+
 SORT_KEY = "osbuilder"
+ROOT_PREFIX = root_label("")  # OSB_ROOT_, the part every slot's root label shares
 # +LEFT or +LEFT-DONE before .conf, as in the Boot Loader Specification's boot counting
 NAME_RE = re.compile(r"^osb-(?P<slot>[a-z])(?:\+(?P<left>\d+)(?:-(?P<done>\d+))?)?\.conf$")
 
@@ -52,8 +55,8 @@ def slot_options(options: str, slot: str) -> str:
         key = opt.partition("=")[0]
         if key in ("osb.slot", "rauc.slot"):
             opt = f"{key}={slot}"
-        elif opt.startswith("root=PARTLABEL=OSB_ROOT_"):
-            opt = f"root=PARTLABEL=OSB_ROOT_{slot.upper()}"
+        elif opt.startswith(f"root=PARTLABEL={ROOT_PREFIX}"):
+            opt = f"root=PARTLABEL={root_label(slot)}"
         out.append(opt)
     return " ".join(out)
 

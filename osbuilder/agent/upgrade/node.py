@@ -25,9 +25,10 @@ from osbuilder.agent.sysinfo import cmdline_args, os_release, read
 from osbuilder.agent.upgrade import rauc
 from osbuilder.agent.upgrade.fetch import fetch_bundle
 from osbuilder.agent.upgrade.health import evaluate, standard_checks
-from osbuilder.agent.upgrade.systemd_boot import SLOTS, SystemdBootChooser
+from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
 from osbuilder.agent.upgrade.versions import check_bundle
 from osbuilder.errors import OsbError
+from osbuilder.layout import SLOTS, root_label
 from osbuilder.run import run
 
 
@@ -54,7 +55,7 @@ def mount_slot(slot: str) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix=f"osb-slot-{slot}-", dir="/run") as mnt:
         run(["mount", "-o", "ro", "-t", "squashfs",
-             f"/dev/disk/by-partlabel/OSB_ROOT_{slot.upper()}", mnt])
+             f"/dev/disk/by-partlabel/{root_label(slot)}", mnt])
         try:
             yield Path(mnt)
         finally:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from osbuilder.agent.fs import read_json
 from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.upgrade.systemd_boot import SLOTS, SystemdBootChooser
+from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
 from osbuilder.bootloaders.bls import parse_entry
+from osbuilder.layout import SLOTS
 
 
 @dataclass(frozen=True)

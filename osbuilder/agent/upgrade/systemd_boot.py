@@ -27,9 +27,9 @@ from osbuilder.bootloaders.bls import (
     slot_options,
 )
 from osbuilder.errors import OsbError
+from osbuilder.layout import SLOTS
 
 BOOT_TRIES = 3
-SLOTS = ("a", "b")
 
 # mounts a slot's root read-only and yields its path
 SlotMounter = Callable[[str], AbstractContextManager[Path]]
