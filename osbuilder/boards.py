@@ -46,6 +46,16 @@ class QemuSpec:
     firmware: str
     firmware_vars: str | None
     firmware_package: str | None
+    firmware_type: str = "pflash"
+
+
+@dataclass(frozen=True)
+class RaspiSpec:
+    """Pi GPU firmware files for the boot partition and the config.txt they read."""
+
+    firmware: tuple[str, ...]
+    config: tuple[tuple[str, str], ...]
+    dtoverlays: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,9 @@ class Board:
     source: Path
     rootfs_tarball: Path | None = None  # backend tarball
     dib: DibSpec | None = None  # backend dib; neither: mmdebstrap
+    dtbs: tuple[str, ...] = ()
+    uboot_binary: str | None = None  # bootloader u-boot: path inside the rootfs
+    raspi: RaspiSpec | None = None
 
     def all_packages(self) -> tuple[str, ...]:
         """Every Debian package of the rootfs, sorted, without duplicates."""
@@ -103,6 +116,11 @@ class Board:
         return ARCH_FACTS[self.arch][3]
 
 
+# Debian's armel and the names users try for the ARMv6 Pis
+ARMV6_ARCHES = ("armel", "armv6", "armv6l")
+ARMV6_BOARDS = ("rpi", "rpi1", "rpi-zero", "rpi-zero-w", "rpi-armel", "rpi-armv6")
+
+
 def load_package_sets(path: Path = PACKAGE_SETS_FILE) -> dict[str, tuple[str, ...]]:
     raw = yaml.safe_load(path.read_text())
     if not isinstance(raw, dict) or not all(
@@ -124,6 +142,10 @@ def load_board_file(path: Path) -> Board:
         raise OsbError(f"cannot read board file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise OsbError(f"board file {path} is not valid YAML: {exc}") from exc
+    if isinstance(raw, dict) and raw.get("arch") in ARMV6_ARCHES:
+        raise OsbError(f"{path}: at arch: {raw['arch']!r} is ARMv6 (Raspberry Pi 1, Zero, Zero W): "
+                       "k3s needs ARMv7 or newer; use arch armhf (Pi 2/3) or arm64 (Pi 3/4/5, "
+                       "Zero 2 W)")
     validate(raw, "board.schema.json", str(path))
     d: dict[str, Any] = with_defaults(raw, load_schema("board.schema.json"))
     if d["name"] != path.stem:
@@ -160,6 +182,7 @@ def load_board_file(path: Path) -> Board:
             binary=q["binary"], machine=q["machine"], cpu=q["cpu"],
             memory_mib=q["memory_mib"], smp=q["smp"], firmware=q["firmware"],
             firmware_vars=q.get("firmware_vars"), firmware_package=q.get("firmware_package"),
+            firmware_type=q["firmware_type"],
         ) if q else None,
         source=path,
         rootfs_tarball=path.parent / r["path"] if r["backend"] == "tarball" else None,
@@ -168,11 +191,22 @@ def load_board_file(path: Path) -> Board:
             element_paths=tuple(path.parent / p for p in r["element_paths"]),
             env=tuple(sorted(r["env"].items())),
         ) if r["backend"] == "dib" else None,
+        dtbs=tuple(d["dtbs"]),
+        uboot_binary=d["uboot"]["binary"] if "uboot" in d else None,
+        raspi=RaspiSpec(
+            firmware=tuple(d["raspi"]["firmware"]),
+            config=tuple(d["raspi"]["config"].items()),
+            dtoverlays=tuple(d["raspi"]["dtoverlays"]),
+        ) if "raspi" in d else None,
     )
 
 
 def load_board(name: str) -> Board:
     path = BOARDS_DIR / f"{name}.yaml"
+    if name in ARMV6_BOARDS:
+        raise OsbError(f"board {name!r}: the Raspberry Pi 1, Zero and Zero W are ARMv6 and k3s "
+                       "needs ARMv7 or newer; for a Pi 2/3 use rpi-armhf, for a Pi 3/4/400/CM4/"
+                       "Zero 2 W use rpi-arm64")
     if not path.is_file():
         raise OsbError(
             f"unknown board {name!r} (known boards: {', '.join(board_names())}); "

@@ -8,7 +8,7 @@ inputs give the same partition table bytes.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the node agent imports the labels: keep yaml and schemas out of it
@@ -27,8 +27,33 @@ LABEL_DATA = "OSB_DATA"
 SLOTS = ("a", "b")
 
 
+# MBR has no partition names: its partitions are found by PARTUUID, "<disk id>-<number>".
+# The disk id is the same on every osbuilder MBR disk because the files that name root
+# devices (the slot's kernel command line, RAUC's system.conf) come from the image being
+# installed, not from the disk they land on.
+MBR_DISK_ID = "6f736231"  # "osb1"
+MBR_FAT_TYPE = "c"  # W95 FAT32 (LBA): what the Pi boot ROM looks for
+MBR_LINUX_TYPE = "83"
+
+
 def root_label(slot: str) -> str:
     return f"OSB_ROOT_{slot.upper()}"
+
+
+def mbr_partuuid(number: int) -> str:
+    return f"{MBR_DISK_ID}-{number:02x}"
+
+
+def root_device(table: str, slot: str) -> str:
+    """The slot's root as the kernel's root= and udev's /dev/disk/by-* name it."""
+    if table == "mbr":
+        return f"PARTUUID={mbr_partuuid(2 + SLOTS.index(slot))}"
+    return f"PARTLABEL={root_label(slot)}"
+
+
+def root_device_path(table: str, slot: str) -> str:
+    kind, _, value = root_device(table, slot).partition("=")
+    return f"/dev/disk/by-{kind.lower()}/{value}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,7 @@ class DiskLayout:
     disk_uuid: str
     partitions: tuple[Partition, ...]
     total_mib: int
+    table: str = "gpt"  # or "mbr": then disk_uuid is the 8-hex-digit disk id
 
     @property
     def total_bytes(self) -> int:
@@ -73,6 +99,8 @@ class DiskLayout:
         return [p.label for p in self.partitions].index(label) + 1
 
     def sfdisk_script(self) -> str:
+        if self.table == "mbr":
+            return self._mbr_script()
         lines = [
             "label: gpt",
             f"label-id: {self.disk_uuid.upper()}",
@@ -86,6 +114,16 @@ class DiskLayout:
                 f"start={p.start_mib * MIB // SECTOR}, size={p.size_mib * MIB // SECTOR}, "
                 f"type={p.type_uuid.upper()}, uuid={p.part_uuid.upper()}, name=\"{p.label}\""
             )
+        return "\n".join(lines) + "\n"
+
+    def _mbr_script(self) -> str:
+        if len(self.partitions) > 4:
+            raise ValueError("an MBR disk holds at most 4 primary partitions")
+        lines = ["label: dos", f"label-id: 0x{self.disk_uuid}", "unit: sectors", ""]
+        for i, p in enumerate(self.partitions):
+            boot = ", bootable" if i == 0 else ""
+            lines.append(f"start={p.start_mib * MIB // SECTOR}, size={p.size_mib * MIB // SECTOR}, "
+                         f"type={p.type_uuid}{boot}")
         return "\n".join(lines) + "\n"
 
 
@@ -108,14 +146,24 @@ def plan_layout(sizes: list[tuple[str, str, int]], seed: str) -> DiskLayout:
 
 
 def ab_layout(board: Board, seed: str) -> DiskLayout:
-    """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow)."""
+    """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow).
+
+    MBR boards get the same four partitions as primaries, so the data partition is the
+    last one of the disk and grows like on GPT."""
     s = board.sizes
-    return plan_layout(
+    mbr = board.partition_table == "mbr"
+    boot_type = MBR_FAT_TYPE if mbr else ESP_TYPE
+    root_type = MBR_LINUX_TYPE if mbr else board.root_part_type
+    data_type = MBR_LINUX_TYPE if mbr else LINUX_DATA_TYPE
+    layout = plan_layout(
         [
-            (LABEL_BOOT, ESP_TYPE, s.boot_mib),
-            (root_label("a"), board.root_part_type, s.root_mib),
-            (root_label("b"), board.root_part_type, s.root_mib),
-            (LABEL_DATA, LINUX_DATA_TYPE, s.data_mib),
+            (LABEL_BOOT, boot_type, s.boot_mib),
+            (root_label("a"), root_type, s.root_mib),
+            (root_label("b"), root_type, s.root_mib),
+            (LABEL_DATA, data_type, s.data_mib),
         ],
         seed,
     )
+    if mbr:
+        return replace(layout, disk_uuid=MBR_DISK_ID, table="mbr")
+    return layout

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     rb.add_argument("--no-reboot", action="store_true")
     sub.add_parser("mark-good", help="bless the booted slot now, without the health gate")
     sub.add_parser("health-gate", help="(boot) bless a slot on trial or roll it back")
+    sub.add_parser("grow-data", help="(first boot, MBR disks) grow the data partition")
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             return node.bootloader_backend(paths, args.op)
         if args.command == "validate":
             return validate_file(args.file)
+        if args.command == "grow-data":
+            from osbuilder.agent.grow_mbr import grow_data
+
+            print(f"osbuilder-agent: {grow_data()}")
+            return 0
         if args.command == "status":
             facts = status.gather(paths)
             if args.json:

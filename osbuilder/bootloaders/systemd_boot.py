@@ -17,7 +17,7 @@ import shutil
 from osbuilder.bootloaders.bls import render_entry
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import root_label
+from osbuilder.layout import root_device
 
 EFI_ARCH = {"amd64": "x64", "arm64": "aa64"}
 
@@ -25,7 +25,7 @@ EFI_ARCH = {"amd64": "x64", "arm64": "aa64"}
 def kernel_options(ctx: BuildContext, slot: str) -> str:
     b = ctx.board
     opts = [
-        f"root=PARTLABEL={root_label(slot)}", "rootfstype=squashfs", "ro",
+        f"root={root_device(b.partition_table, slot)}", "rootfstype=squashfs", "ro",
         f"osb.slot={slot}", f"rauc.slot={slot}",
         # partitions are mounted by our initramfs and fstab, not auto-discovered
         "systemd.gpt_auto=0",

@@ -1,45 +1,79 @@
-"""U-Boot A/B: a boot script that keeps RAUC's `uboot` scheme in an env file on the boot
-partition (Pi 2/3/Zero 2 W with Debian's U-Boot, Jetson Nano with L4T's QSPI U-Boot).
+"""U-Boot A/B: a boot script that keeps the A/B state in an env file on the boot
+partition (Pi 3/4/Zero 2 W with Debian's U-Boot, Jetson Nano with L4T's QSPI U-Boot).
 
 The script does not rely on where a board's U-Boot keeps its own environment (flash,
-eMMC, nowhere): it imports `uboot.env` from the partition it was loaded from, picks the
-first slot of BOOT_ORDER with BOOT_<slot>_LEFT > 0, counts that try down, writes the
-file back, and only then loads that slot's kernel. `uboot.env` has U-Boot's binary layout
-(CRC32 + NUL-separated pairs), the one libubootenv's fw_setenv writes, so RAUC's own
-`uboot` backend drives it on the node through /etc/fw_env.config.
+eMMC, FAT, nowhere): it imports `osbuilder.env` from the partition it was loaded from.
+State, in RAUC's uboot-scheme names plus two of ours:
+  BOOT_ORDER "A B"      slots in the order they are tried
+  BOOT_x_OK 1           slot x passed its health gate: booted without counting
+  BOOT_x_LEFT n         otherwise boots left; the script counts one down before it boots x
+  BOOT_x_VERSION v      the OS version in slot x, for `osbuilder-agent status`
+A slot on trial costs one FAT write per boot; a known-good slot none (SD-card wear). The
+node's slot chooser (osbuilder.agent.upgrade.uboot, RAUC's custom backend) edits the same
+file; it has U-Boot's binary layout (uboot_env.py), so fw_printenv reads it too.
+
+Boot partition (OSB_BOOT, the first FAT partition):
+  u-boot.bin, boot.scr, osbuilder.env       (+ the Pi firmware and config.txt, raspi.py)
+  osb/<slot>/vmlinuz, initrd.img, <dtbs>     one folder per slot
 """
 
 from __future__ import annotations
 
-import zlib
+import shutil
 from pathlib import Path
 
+from osbuilder.bootloaders import raspi
+from osbuilder.bootloaders.uboot_env import (
+    BOOT_TRIES,
+    ENV_FILE,
+    ENV_SIZE,
+    ENV_VARS,
+    env_blob,
+    initial_env,
+)
+from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
+from osbuilder.layout import root_device
 from osbuilder.run import run
 
-ENV_FILE = "uboot.env"
-ENV_SIZE = 0x4000
-BOOT_TRIES = 3
+UBOOT_FILE = "u-boot.bin"
+
+SLOT_DIR = "osb"  # osb/<slot>/: vmlinuz, initrd.img and the board's dtbs
 
 BOOT_SCRIPT = """\
-# osbuilder A/B boot (RAUC uboot scheme); state in {env} on this partition
+# osbuilder A/B boot; state in {env} on this partition (osbuilder/bootloaders/uboot.py)
 setenv osb_part ${{devtype}} ${{devnum}}:${{distro_bootpart}}
 setenv BOOT_ORDER "A B"
+setenv BOOT_A_OK 0
+setenv BOOT_B_OK 0
 setenv BOOT_A_LEFT {tries}
 setenv BOOT_B_LEFT 0
+setenv BOOT_A_VERSION
+setenv BOOT_B_VERSION
 if load ${{osb_part}} ${{kernel_addr_r}} {env}; then
   env import -c ${{kernel_addr_r}} {size:#x}
 fi
 setenv osb_slot
+setenv osb_changed
 for s in ${{BOOT_ORDER}}; do
   if test "x${{osb_slot}}" = "x"; then
-    if test "${{s}}" = "A" && test ${{BOOT_A_LEFT}} -gt 0; then
-      setexpr BOOT_A_LEFT ${{BOOT_A_LEFT}} - 1
-      setenv osb_slot a
+    if test "${{s}}" = "A"; then
+      if test "${{BOOT_A_OK}}" = "1"; then
+        setenv osb_slot a
+      elif test ${{BOOT_A_LEFT}} -gt 0; then
+        setexpr BOOT_A_LEFT ${{BOOT_A_LEFT}} - 1
+        setenv osb_slot a
+        setenv osb_changed 1
+      fi
     fi
-    if test "${{s}}" = "B" && test ${{BOOT_B_LEFT}} -gt 0; then
-      setexpr BOOT_B_LEFT ${{BOOT_B_LEFT}} - 1
-      setenv osb_slot b
+    if test "${{s}}" = "B"; then
+      if test "${{BOOT_B_OK}}" = "1"; then
+        setenv osb_slot b
+      elif test ${{BOOT_B_LEFT}} -gt 0; then
+        setexpr BOOT_B_LEFT ${{BOOT_B_LEFT}} - 1
+        setenv osb_slot b
+        setenv osb_changed 1
+      fi
     fi
   fi
 done
@@ -49,50 +83,96 @@ if test "x${{osb_slot}}" = "x"; then
   setenv BOOT_A_LEFT {tries}
   setenv BOOT_B_LEFT {tries}
   setenv osb_slot a
+  setenv osb_changed 1
 fi
-env export -c -s {size:#x} ${{kernel_addr_r}} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
-fatwrite ${{osb_part}} ${{kernel_addr_r}} {env} {size:#x}
+if test -n "${{osb_changed}}"; then
+  env export -c -s {size:#x} ${{kernel_addr_r}} {env_vars}
+  fatwrite ${{osb_part}} ${{kernel_addr_r}} {env} {size:#x}
+fi
 echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{BOOT_B_LEFT}})"
+if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
 setenv bootargs "{cmdline}"
-load ${{osb_part}} ${{kernel_addr_r}} osb/${{osb_slot}}/vmlinuz
-load ${{osb_part}} ${{ramdisk_addr_r}} osb/${{osb_slot}}/initrd.img
+load ${{osb_part}} ${{kernel_addr_r}} {slots}/${{osb_slot}}/vmlinuz
+load ${{osb_part}} ${{ramdisk_addr_r}} {slots}/${{osb_slot}}/initrd.img
 setenv osb_initrd_size ${{filesize}}
-load ${{osb_part}} ${{fdt_addr_r}} osb/${{osb_slot}}/{dtb} || setenv fdt_addr_r ${{fdtcontroladdr}}
-booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{fdt_addr_r}}
+# the slot's own device tree when U-Boot knows the board's (Pi: fdtfile), else the one the
+# firmware handed over (Pi firmware, QEMU: fdt_addr), else U-Boot's
+setenv osb_dtb {slots}/${{osb_slot}}/${{fdtfile}}
+if test -n "${{fdtfile}}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_dtb}}; then
+  setenv osb_fdt ${{fdt_addr_r}}
+elif test -n "${{fdt_addr}}"; then
+  setenv osb_fdt ${{fdt_addr}}
+else
+  setenv osb_fdt ${{fdtcontroladdr}}
+fi
+{boot_cmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
 """
 
+# Debian arch -> (mkimage -A, U-Boot's command for the kernel image format)
+ARCH = {"arm64": ("arm64", "booti"), "armhf": ("arm", "bootz")}
 
-def boot_script(cmdline: str, dtb: str, tries: int = BOOT_TRIES) -> str:
-    """The script source; `cmdline` may use ${osb_slot} (a or b) for slot-specific parts."""
+
+def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
+                roots: tuple[str, str] = (root_device("mbr", "a"), root_device("mbr", "b"))
+                ) -> str:
+    """The script source; `cmdline` may use ${osb_slot} (a or b) and ${osb_root} (the
+    slot's root device, from `roots`)."""
     return BOOT_SCRIPT.format(env=ENV_FILE, size=ENV_SIZE, tries=tries, cmdline=cmdline,
-                              dtb=dtb)
+                              root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
+                              env_vars=" ".join(ENV_VARS),
+                              boot_cmd=ARCH[arch][1])
 
 
-def compile_script(source: str, dest: Path) -> None:
-    """boot.scr as U-Boot loads it: the script wrapped in a legacy image header."""
+def compile_script(source: str, dest: Path, arch: str = "arm64", epoch: int = 0) -> None:
+    """boot.scr as U-Boot loads it: the script wrapped in a legacy image header, whose
+    time stamp is `epoch` (reproducible builds)."""
     src = dest.with_suffix(".cmd")
     src.write_text(source)
-    run(["mkimage", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none",
-         "-n", "osbuilder A/B", "-d", src, dest])
+    run(["mkimage", "-A", ARCH[arch][0], "-O", "linux", "-T", "script", "-C", "none",
+         "-n", "osbuilder A/B", "-d", src, dest], env={"SOURCE_DATE_EPOCH": str(epoch)})
     src.unlink()
 
 
-def env_blob(variables: dict[str, str], size: int = ENV_SIZE) -> bytes:
-    """U-Boot's binary environment: CRC32 (LE) of the data, then name=value NULs."""
-    data = b"".join(f"{k}={v}".encode() + b"\0" for k, v in sorted(variables.items())) + b"\0"
-    if len(data) > size - 4:
-        raise OsbError(f"U-Boot environment of {len(data)} bytes does not fit {size} bytes")
-    data = data.ljust(size - 4, b"\0")
-    return zlib.crc32(data).to_bytes(4, "little") + data
+def kernel_cmdline(ctx: BuildContext) -> str:
+    b = ctx.board
+    return " ".join([
+        "root=${osb_root}", "rootfstype=squashfs", "ro", "osb.slot=${osb_slot}",
+        "rauc.slot=${osb_slot}", *(f"console={c}" for c in b.kernel.console), *b.kernel.cmdline,
+    ])
 
 
-def parse_env(blob: bytes) -> dict[str, str]:
-    crc, data = int.from_bytes(blob[:4], "little"), blob[4:]
-    if zlib.crc32(data) != crc:
-        raise OsbError("U-Boot environment: bad CRC (torn write?)")
-    out = {}
-    for pair in data.split(b"\0"):
-        if pair:
-            k, _, v = pair.decode().partition("=")
-            out[k] = v
-    return out
+def stage_slot_files(ctx: BuildContext, dest: Path) -> None:
+    """A slot's kernel, initrd and the board's device trees, as boot.scr loads them."""
+    dest.mkdir(parents=True, exist_ok=True)
+    kver = ctx.kernel_version
+    shutil.copyfile(ctx.rootfs / f"boot/vmlinuz-{kver}", dest / "vmlinuz")
+    shutil.copyfile(ctx.rootfs / f"boot/initrd.img-{kver}", dest / "initrd.img")
+    for dtb in ctx.board.dtbs:
+        src = ctx.rootfs / f"usr/lib/linux-image-{kver}" / dtb
+        if not src.is_file():
+            raise OsbError(f"{ctx.board.source}: at dtbs: {dtb} is not in the kernel package "
+                           f"{ctx.board.kernel.package} ({kver}): expected under "
+                           f"/usr/lib/linux-image-{kver}/")
+        (dest / dtb).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / dtb)
+
+
+def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
+    b = ctx.board
+    if b.arch not in ARCH:
+        raise OsbError(f"{b.source}: bootloader u-boot is for arm64 and armhf, not {b.arch}")
+    assert b.uboot_binary is not None  # the board schema requires `uboot:` for u-boot
+    uboot = ctx.rootfs / b.uboot_binary
+    if not uboot.is_file():
+        raise OsbError(f"{b.source}: at uboot.binary: {b.uboot_binary} is not in the rootfs "
+                       "(add its package, e.g. u-boot-rpi, to the board)")
+    esp = ctx.esp
+    shutil.copyfile(uboot, esp / UBOOT_FILE)
+    if b.raspi is not None:
+        raspi.stage_firmware(ctx, kernel=UBOOT_FILE)
+    compile_script(boot_script(kernel_cmdline(ctx), b.arch,
+                               roots=(root_device(b.partition_table, "a"),
+                                      root_device(b.partition_table, "b"))),
+                   esp / "boot.scr", b.arch, ctx.options.source_date_epoch)
+    (esp / ENV_FILE).write_bytes(env_blob(initial_env(slot, ctx.options.version)))
+    stage_slot_files(ctx, esp / SLOT_DIR / slot)

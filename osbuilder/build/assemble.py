@@ -77,4 +77,4 @@ def assemble(ctx: BuildContext) -> None:
              layout.by_label(LABEL_DATA))
     ctx.disk_image = disk
     ctx.progress.say(f"    {disk.name}: {layout.total_bytes / MIB:.0f} MiB, "
-                     f"{len(layout.partitions)} partitions (GPT)")
+                     f"{len(layout.partitions)} partitions ({layout.table.upper()})")

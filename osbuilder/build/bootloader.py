@@ -7,10 +7,10 @@ import shutil
 
 from osbuilder.agent.config import parse
 from osbuilder.agent.sources import load_yaml_mapping
-from osbuilder.bootloaders import systemd_boot
+from osbuilder.bootloaders import systemd_boot, uboot
 from osbuilder.context import BuildContext
 
-ADAPTERS = {"systemd-boot": systemd_boot.stage_boot_files}
+ADAPTERS = {"systemd-boot": systemd_boot.stage_boot_files, "u-boot": uboot.stage_boot_files}
 
 
 def check_node_config(text: str, source: str) -> None:

@@ -1,7 +1,8 @@
-"""Stage overlay: lay overlays/{common,<arch>,<board>} over the rootfs; render *.j2.
+"""Stage overlay: lay overlays/{common,<partition table>,<bootloader>,<arch>,<board>} over
+the rootfs; render *.j2.
 
-Later layers win. Templates see `board`, `image`, `labels` and `persistent`; an
-undefined name is an error, not an empty string.
+Later layers win. Templates see `board`, `image`, `labels`, `root_devices`, `persistent` and
+`uboot_env`; an undefined name is an error, not an empty string.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from typing import Any
 
 import jinja2
 
+from osbuilder.bootloaders import uboot_env
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import LABEL_BOOT, LABEL_DATA, SLOTS, root_label
+from osbuilder.layout import (
+    LABEL_BOOT,
+    LABEL_DATA,
+    SLOTS,
+    mbr_partuuid,
+    root_device_path,
+    root_label,
+)
 
 OVERLAYS_DIR = Path(__file__).resolve().parent.parent.parent / "overlays"
 
@@ -35,7 +44,12 @@ def template_vars(ctx: BuildContext) -> dict[str, Any]:
         },
         "labels": {"boot": LABEL_BOOT, "data": LABEL_DATA,
                    **{f"root_{s}": root_label(s) for s in SLOTS}},
+        # /dev/disk/by-* path of each slot's root (by name on GPT, by number on MBR)
+        "root_devices": {s: root_device_path(ctx.board.partition_table, s) for s in SLOTS},
+        "data_device": f"/dev/disk/by-partuuid/{mbr_partuuid(4)}",
+        "data_number": 4,
         "persistent": PERSISTENT_ETC,
+        "uboot_env": {"file": uboot_env.ENV_FILE, "size": f"{uboot_env.ENV_SIZE:#x}"},
     }
 
 
@@ -49,8 +63,9 @@ def render(template: str, variables: dict[str, Any], name: str) -> str:
 
 
 def layers(ctx: BuildContext, root: Path = OVERLAYS_DIR) -> list[Path]:
-    return [p for p in (root / "common", root / ctx.board.arch, root / ctx.board.name)
-            if p.is_dir()]
+    b = ctx.board
+    names = ("common", b.partition_table, b.bootloader, b.arch, b.name)
+    return [root / n for n in names if (root / n).is_dir()]
 
 
 def apply_layer(layer: Path, dest_root: Path, variables: dict[str, Any]) -> list[Path]:

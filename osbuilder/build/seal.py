@@ -7,6 +7,7 @@ SSH host keys are generated on first boot, the D-Bus machine id is a link.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,13 @@ def seal(ctx: BuildContext) -> None:
         key.unlink()
     for d in MOUNT_POINTS:
         (r / d).mkdir(parents=True, exist_ok=True)
+    # raspi-firmware's kernel hooks copy kernel, initrd and dtbs into /boot/firmware;
+    # the bootloader stage fills the boot partition itself, so drop that copy and point
+    # the Pi's usual path at the boot partition (config.txt, config.yaml)
+    firmware = r / "boot/firmware"
+    if firmware.is_dir() and not firmware.is_symlink():
+        shutil.rmtree(firmware)
+        firmware.symlink_to("efi")
     # /usr never changes under a booted slot: tell ConditionNeedsUpdate= units (ldconfig,
     # journal catalog, ...) that /etc and /var are current, or they run on every first boot
     stamp = f"TIMESTAMP_NSEC={ctx.options.source_date_epoch * 10**9}\n"

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.bootloaders.uboot import ENV_FILE, boot_script, compile_script, env_blob, parse_env
+from osbuilder.bootloaders.uboot import boot_script, compile_script
+from osbuilder.bootloaders.uboot_env import ENV_FILE, env_blob, parse_env
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ def disk(tmp_path: Path) -> Path:
     if missing or not UBOOT.is_file():
         pytest.skip(f"missing {', '.join(missing) or UBOOT} (make deps: qemu-system-arm, "
                     "u-boot-qemu, u-boot-tools, libubootenv-tool)")
-    compile_script(boot_script("console=ttyAMA0 osb.slot=${osb_slot}", "virt.dtb"),
+    compile_script(boot_script("console=ttyAMA0 osb.slot=${osb_slot} root=${osb_root}"),
                    tmp_path / "boot.scr")
     fat = tmp_path / "fat.img"
     subprocess.run(["mkfs.vfat", "-C", str(fat), str(60 << 10)], check=True,
@@ -93,7 +94,7 @@ def test_script_boots_a_then_b_when_a_has_no_tries(disk: Path, tmp_path: Path) -
     line = boot_until_slot(disk, tmp_path / "boot1.log")
     assert line == "osbuilder: booting slot a (A left 2, B left 0)"
     assert get_env(disk, tmp_path) == {"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2",
-                                       "BOOT_B_LEFT": "0"}
+                                       "BOOT_B_LEFT": "0", "BOOT_A_OK": "0", "BOOT_B_OK": "0"}
     # what RAUC's uboot backend does on the node after installing B, via fw_setenv
     (tmp_path / "fw_env.config").write_text(f"{tmp_path / 'node-env.bin'} 0x0 0x4000\n")
     put_env(disk, tmp_path, {"BOOT_ORDER": "A B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "3"})
@@ -106,6 +107,17 @@ def test_script_boots_a_then_b_when_a_has_no_tries(disk: Path, tmp_path: Path) -
     out = subprocess.run(["fw_printenv", "-c", str(tmp_path / "fw_env.config")],
                          capture_output=True, text=True, check=True).stdout
     assert "BOOT_B_LEFT=2" in out and "BOOT_ORDER=A B" in out
+
+
+def test_known_good_slot_boots_without_counting(disk: Path, tmp_path: Path) -> None:
+    """What the node's health gate leaves: B known good after an upgrade. It boots first,
+    and the script writes nothing (no SD-card write on an ordinary boot)."""
+    env = {"BOOT_ORDER": "B A", "BOOT_A_OK": "1", "BOOT_A_LEFT": "3", "BOOT_B_OK": "1",
+           "BOOT_B_LEFT": "3", "BOOT_A_VERSION": "1.0.0", "BOOT_B_VERSION": "1.1.0"}
+    put_env(disk, tmp_path, env)
+    line = boot_until_slot(disk, tmp_path / "boot.log")
+    assert line == "osbuilder: booting slot b (A left 3, B left 3)"
+    assert get_env(disk, tmp_path) == env
 
 
 def test_script_starts_over_when_no_slot_has_tries(disk: Path, tmp_path: Path) -> None:

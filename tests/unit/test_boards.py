@@ -63,8 +63,31 @@ def test_wrong_type(tmp_path: Path) -> None:
 
 
 def test_wrong_enum(tmp_path: Path) -> None:
-    with pytest.raises(OsbError, match=r'at arch: "armel" is not one of "amd64"'):
+    with pytest.raises(OsbError, match=r'at arch: "mips64el" is not one of "amd64"'):
+        load_board_file(write_board(tmp_path, arch="mips64el"))
+
+
+def test_armv6_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r"at arch: 'armel' is ARMv6 .*k3s needs ARMv7 or newer"):
         load_board_file(write_board(tmp_path, arch="armel"))
+    with pytest.raises(OsbError, match=r"board 'rpi-zero-w': .* ARMv6 and k3s needs ARMv7"):
+        load_board("rpi-zero-w")
+
+
+def test_u_boot_board_needs_its_binary(tmp_path: Path) -> None:
+    with pytest.raises(OsbError, match=r"at \(top level\): missing required key uboot|uboot"):
+        load_board_file(write_board(tmp_path, bootloader="u-boot"))
+
+
+def test_rpi_arm64_board_facts() -> None:
+    b = load_board("rpi-arm64")
+    assert (b.arch, b.bootloader, b.partition_table) == ("arm64", "u-boot", "mbr")
+    assert b.uboot_binary == "usr/lib/u-boot/rpi_arm64/u-boot.bin"
+    assert {"raspi-firmware", "firmware-brcm80211", "u-boot-rpi", "libubootenv-tool",
+            "linux-image-arm64"} <= set(b.all_packages())
+    assert "non-free-firmware" in b.components
+    assert b.raspi is not None and ("enable_uart", "1") in b.raspi.config
+    assert "broadcom/bcm2837-rpi-3-b.dtb" in b.dtbs and "broadcom/bcm2711-rpi-4-b.dtb" in b.dtbs
 
 
 def test_unknown_package_set(tmp_path: Path) -> None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from osbuilder.agent.grow_mbr import grown_mbr
 from osbuilder.boards import load_board
+from osbuilder.errors import OsbError
 from osbuilder.layout import (
     ESP_TYPE,
     LINUX_DATA_TYPE,
+    MBR_DISK_ID,
     MIB,
     SECTOR,
     ab_layout,
     plan_layout,
+    root_device,
+    root_device_path,
 )
 
 
@@ -57,3 +66,51 @@ def test_bad_sizes_are_refused() -> None:
         plan_layout([("X", ESP_TYPE, 0)], "s")
     with pytest.raises(ValueError, match="at least one partition"):
         plan_layout([], "s")
+
+
+def test_mbr_layout_as_sfdisk_writes_it(tmp_path: Path) -> None:
+    """The Pi layout: four primaries (boot FAT marked bootable, two roots, data last), the
+    fixed disk id, so each slot's root is PARTUUID=6f736231-0N on every osbuilder card."""
+    lay = ab_layout(load_board("rpi-arm64"), "seed")
+    assert lay.table == "mbr" and lay.disk_uuid == MBR_DISK_ID
+    disk = tmp_path / "sd.img"
+    with disk.open("wb") as f:
+        f.truncate(lay.total_bytes)
+    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)],
+                   input=lay.sfdisk_script(), text=True, check=True)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    assert table["label"] == "dos" and table["id"] == "0x6f736231"
+    parts = table["partitions"]
+    assert [p["type"] for p in parts] == ["c", "83", "83", "83"]
+    assert parts[0].get("bootable") is True and not parts[1].get("bootable")
+    assert [p["start"] * SECTOR // MIB for p in parts] == [p.start_mib for p in lay.partitions]
+    assert root_device("mbr", "b") == "PARTUUID=6f736231-03"
+    assert root_device_path("mbr", "a") == "/dev/disk/by-partuuid/6f736231-02"
+    assert root_device_path("gpt", "b") == "/dev/disk/by-partlabel/OSB_ROOT_B"
+
+
+def test_first_boot_grows_the_mbr_data_partition(tmp_path: Path) -> None:
+    """What `osbuilder-agent grow-data` writes on a Pi's first boot, read back by sfdisk."""
+    lay = ab_layout(load_board("rpi-arm64"), "seed")
+    disk = tmp_path / "sd.img"
+    with disk.open("wb") as f:
+        f.truncate(lay.total_bytes)
+    subprocess.run(["sfdisk", "--quiet", str(disk)], input=lay.sfdisk_script(), text=True,
+                   check=True)
+    with disk.open("r+b") as f:
+        f.truncate(8 << 30)  # the image on an 8 GiB card
+        mbr = f.read(SECTOR)
+    grown = grown_mbr(mbr, 4, (8 << 30) // SECTOR)
+    assert grown is not None and grown[:446] == mbr[:446] and grown[510:] == mbr[510:]
+    with disk.open("r+b") as f:
+        f.write(grown)
+    parts = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True,
+                                      text=True, check=True).stdout)["partitiontable"]
+    data = parts["partitions"][3]
+    assert (data["start"] + data["size"]) * SECTOR == 8 << 30
+    assert [p["size"] for p in parts["partitions"][:3]] == \
+        [p.size_mib * MIB // SECTOR for p in lay.partitions[:3]]
+    assert grown_mbr(grown, 4, (8 << 30) // SECTOR) is None  # second boot: nothing to do
+    with pytest.raises(OsbError, match="no 55 AA signature"):
+        grown_mbr(bytes(SECTOR), 4, 1 << 24)

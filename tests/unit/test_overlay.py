@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from osbuilder.boards import load_board
-from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, render
+from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, render, template_vars
+from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 
 
 def variables(board: str = "qemu-amd64") -> dict[str, Any]:
-    return {
-        "board": load_board(board),
-        "image": {"version": "1.2.3", "build_id": "1700000000", "kernel_version": "6.12"},
-        "labels": {"boot": "OSB_BOOT", "data": "OSB_DATA", "root_a": "OSB_ROOT_A",
-                   "root_b": "OSB_ROOT_B"},
-        "persistent": ("rancher",),
-    }
+    """What the overlay stage gives templates, for a build of `board` 1.2.3."""
+    ctx = SimpleNamespace(board=load_board(board), kernel_version="6.12",
+                          options=SimpleNamespace(version="1.2.3", source_date_epoch=1700000000))
+    return template_vars(cast(BuildContext, ctx))
 
 
 def test_undefined_variable_is_an_error() -> None:
@@ -58,3 +57,26 @@ def test_shipped_overlay_renders(tmp_path: Path, board: str) -> None:
     assert 'mount -o bind "$D/etc/rancher" "${rootmnt}/etc/rancher"' in script
     assert os.access(tmp_path / "etc/initramfs-tools/scripts/local-bottom/osbuilder", os.X_OK)
     assert "{{" not in script
+
+
+def test_mbr_u_boot_board_names_slots_by_partuuid(tmp_path: Path) -> None:
+    v = variables("rpi-arm64")
+    for layer in ("common", "mbr", "u-boot"):
+        apply_layer(OVERLAYS_DIR / layer, tmp_path, v)
+    conf = (tmp_path / "etc/rauc/system.conf").read_text()
+    assert "bootloader=custom" in conf
+    assert "device=/dev/disk/by-partuuid/6f736231-03\ntype=raw\nbootname=b" in conf
+    assert (tmp_path / "etc/fw_env.config").read_text().splitlines()[-1] == \
+        "/boot/efi/osbuilder.env 0x0 0x4000"
+    assert "ExecStart=/usr/bin/osbuilder-agent grow-data" in \
+        (tmp_path / "usr/lib/systemd/system/osbuilder-grow-data.service").read_text()
+    assert not (tmp_path / "usr/lib/repart.d").exists()  # systemd-repart refuses MBR
+
+
+def test_gpt_board_slots_by_partlabel_and_repart(tmp_path: Path) -> None:
+    for layer in ("common", "gpt"):
+        apply_layer(OVERLAYS_DIR / layer, tmp_path, variables())
+    conf = (tmp_path / "etc/rauc/system.conf").read_text()
+    assert "bootloader-custom-backend=/usr/lib/osbuilder/rauc-bootloader-backend" in conf
+    assert "device=/dev/disk/by-partlabel/OSB_ROOT_A\ntype=raw\nbootname=a" in conf
+    assert (tmp_path / "usr/lib/repart.d/50-osbuilder-data.conf").is_file()

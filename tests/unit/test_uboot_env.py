@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from osbuilder.bootloaders.uboot import ENV_SIZE, boot_script, env_blob, parse_env
+from osbuilder.bootloaders.uboot import boot_script
+from osbuilder.bootloaders.uboot_env import ENV_SIZE, env_blob, initial_env, parse_env
 from osbuilder.errors import OsbError
 
 
@@ -28,9 +29,30 @@ def test_env_too_big_is_refused() -> None:
 
 
 def test_script_names_the_env_file_and_slot_paths() -> None:
-    s = boot_script("root=PARTLABEL=OSB_ROOT_${osb_slot}", "bcm2837-rpi-3-b.dtb", tries=2)
+    s = boot_script("root=${osb_root} osb.slot=${osb_slot}", tries=2)
     assert "env import -c ${kernel_addr_r} 0x4000" in s
-    assert "fatwrite ${osb_part} ${kernel_addr_r} uboot.env 0x4000" in s
-    assert "load ${osb_part} ${fdt_addr_r} osb/${osb_slot}/bcm2837-rpi-3-b.dtb" in s
-    assert 'setenv bootargs "root=PARTLABEL=OSB_ROOT_${osb_slot}"' in s
+    assert "fatwrite ${osb_part} ${kernel_addr_r} osbuilder.env 0x4000" in s
+    assert "setenv osb_dtb osb/${osb_slot}/${fdtfile}" in s
+    assert 'setenv bootargs "root=${osb_root} osb.slot=${osb_slot}"' in s
+    # MBR: each slot's root by PARTUUID (the fixed disk id, partitions 2 and 3)
+    assert ('if test "${osb_slot}" = "a"; then setenv osb_root PARTUUID=6f736231-02; '
+            "else setenv osb_root PARTUUID=6f736231-03; fi") in s
+    # only a counted try is written back, and then every state variable
+    assert ("if test -n \"${osb_changed}\"; then\n  env export -c -s 0x4000 ${kernel_addr_r} "
+            "BOOT_ORDER BOOT_A_OK BOOT_B_OK BOOT_A_LEFT BOOT_B_LEFT BOOT_A_VERSION "
+            "BOOT_B_VERSION\n  fatwrite") in s
     assert "setenv BOOT_A_LEFT 2" in s
+    assert s.rstrip().endswith("booti ${kernel_addr_r} ${ramdisk_addr_r}:${osb_initrd_size} "
+                               "${osb_fdt}")
+
+
+def test_armhf_script_boots_a_zimage() -> None:
+    s = boot_script("x", arch="armhf")
+    assert "\nbootz ${kernel_addr_r}" in s and "\nbooti" not in s
+
+
+def test_initial_env_the_image_slot_is_known_good() -> None:
+    assert initial_env("a", "1.0.0") == {
+        "BOOT_ORDER": "A B", "BOOT_A_OK": "1", "BOOT_A_LEFT": "3", "BOOT_A_VERSION": "1.0.0",
+        "BOOT_B_OK": "0", "BOOT_B_LEFT": "0", "BOOT_B_VERSION": ""}
+    assert initial_env("b", "2", tries=1)["BOOT_ORDER"] == "B A"

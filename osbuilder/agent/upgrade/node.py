@@ -28,7 +28,7 @@ from osbuilder.agent.upgrade.health import evaluate, standard_checks
 from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
 from osbuilder.agent.upgrade.versions import check_bundle
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOTS, root_label
+from osbuilder.layout import SLOTS, root_device_path
 from osbuilder.run import run
 
 
@@ -47,6 +47,12 @@ def running_version() -> str:
     return os_release(read("/usr/lib/os-release")).get("IMAGE_VERSION", "0")
 
 
+def slot_device(slot: str) -> str:
+    """GPT disks name the slot (PARTLABEL); MBR disks only number it (PARTUUID)."""
+    gpt = root_device_path("gpt", slot)
+    return gpt if Path(gpt).exists() else root_device_path("mbr", slot)
+
+
 @contextmanager
 def mount_slot(slot: str) -> Iterator[Path]:
     """A slot's root, read-only: the running root for the booted slot."""
@@ -54,8 +60,7 @@ def mount_slot(slot: str) -> Iterator[Path]:
         yield Path("/")
         return
     with tempfile.TemporaryDirectory(prefix=f"osb-slot-{slot}-", dir="/run") as mnt:
-        run(["mount", "-o", "ro", "-t", "squashfs",
-             f"/dev/disk/by-partlabel/{root_label(slot)}", mnt])
+        run(["mount", "-o", "ro", "-t", "squashfs", slot_device(slot), mnt])
         try:
             yield Path(mnt)
         finally:

@@ -1,0 +1,90 @@
+"""The u-boot adapter's boot partition for rpi-arm64, staged from a stand-in rootfs that
+holds the files the real packages would (raspi-firmware, u-boot-rpi, the kernel)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import pytest
+
+from osbuilder.boards import load_board
+from osbuilder.bootloaders import uboot
+from osbuilder.bootloaders.uboot_env import parse_env
+from osbuilder.context import BuildContext
+from osbuilder.errors import OsbError
+
+KVER = "6.12.0-test-arm64"
+
+
+def make_ctx(tmp_path: Path, skip: tuple[str, ...] = ()) -> BuildContext:
+    board = load_board("rpi-arm64")
+    assert board.raspi is not None
+    root = tmp_path / "rootfs"
+    files = {
+        f"boot/vmlinuz-{KVER}": b"kernel", f"boot/initrd.img-{KVER}": b"initrd",
+        "usr/lib/u-boot/rpi_arm64/u-boot.bin": b"u-boot",
+        **{f"usr/lib/raspi-firmware/{f}": f.encode() for f in board.raspi.firmware},
+        **{f"usr/lib/linux-image-{KVER}/{d}": d.encode() for d in board.dtbs},
+    }
+    for rel, data in files.items():
+        if rel.rsplit("/", 1)[-1] in skip:
+            continue
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = SimpleNamespace(board=board, kernel_version=KVER, work=work, rootfs=root,
+                          esp=work / "esp",
+                          options=SimpleNamespace(version="1.2.3", source_date_epoch=1700000000))
+    ctx.esp.mkdir()
+    return cast(BuildContext, ctx)
+
+
+def test_rpi_boot_partition(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path)
+    uboot.stage_boot_files(ctx)
+    esp = ctx.esp
+    for name in ("bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat",
+                 "u-boot.bin", "boot.scr", "osbuilder.env", "config.txt",
+                 "bcm2837-rpi-3-b.dtb", "bcm2711-rpi-4-b.dtb",
+                 "osb/a/vmlinuz", "osb/a/initrd.img", "osb/a/broadcom/bcm2837-rpi-3-b.dtb",
+                 "osb/a/broadcom/bcm2711-rpi-400.dtb"):
+        assert (esp / name).is_file(), name
+    config = (esp / "config.txt").read_text().splitlines()
+    assert config[2:] == ["[all]", "kernel=u-boot.bin", "arm_64bit=1", "enable_uart=1",
+                          "gpu_mem=16", "upstream_kernel=1"]
+    env = parse_env((esp / "osbuilder.env").read_bytes())
+    assert env["BOOT_ORDER"] == "A B" and env["BOOT_A_OK"] == "1"
+    assert env["BOOT_A_VERSION"] == "1.2.3" and env["BOOT_B_LEFT"] == "0"
+    # boot.scr: a U-Boot script image (mkimage) around the script with this board's cmdline
+    header = subprocess.run(["dumpimage", "-l", str(esp / "boot.scr")], capture_output=True,
+                            text=True, check=True).stdout
+    assert "AArch64 Linux Script" in header
+    assert "Created:      Tue Nov 14 22:13:20 2023" in header  # SOURCE_DATE_EPOCH
+    script = (esp / "boot.scr").read_bytes()
+    assert (b'setenv bootargs "root=${osb_root} rootfstype=squashfs ro osb.slot=${osb_slot} '
+            b'rauc.slot=${osb_slot} console=tty1 console=ttyAMA0,115200 '
+            b'console=ttyS1,115200 quiet rootwait"') in script
+
+
+def test_missing_dtb_names_the_board_field(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, skip=("bcm2711-rpi-400.dtb",))
+    with pytest.raises(OsbError, match=r"at dtbs: broadcom/bcm2711-rpi-400.dtb is not in the "
+                                       r"kernel package linux-image-arm64"):
+        uboot.stage_boot_files(ctx)
+
+
+def test_missing_firmware_names_the_package(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, skip=("start4.elf",))
+    with pytest.raises(OsbError, match=r"at raspi.firmware: start4.elf not in "
+                                       r"/usr/lib/raspi-firmware .*package raspi-firmware"):
+        uboot.stage_boot_files(ctx)
+
+
+def test_missing_u_boot_names_the_package(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, skip=("u-boot.bin",))
+    with pytest.raises(OsbError, match=r"at uboot.binary: .* is not in the rootfs .*u-boot-rpi"):
+        uboot.stage_boot_files(ctx)
