@@ -22,10 +22,10 @@ from osbuilder.agent.config import parse
 from osbuilder.agent.fs import read_json, write_json
 from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.sysinfo import cmdline_args, os_release, read
-from osbuilder.agent.upgrade import rauc
+from osbuilder.agent.upgrade import choosers, rauc
+from osbuilder.agent.upgrade.choosers import SlotChooser
 from osbuilder.agent.upgrade.fetch import fetch_bundle
 from osbuilder.agent.upgrade.health import evaluate, standard_checks
-from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
 from osbuilder.agent.upgrade.versions import check_bundle
 from osbuilder.errors import OsbError
 from osbuilder.layout import SLOTS, root_device_path
@@ -67,15 +67,8 @@ def mount_slot(slot: str) -> Iterator[Path]:
             run(["umount", mnt])
 
 
-def chooser(paths: AgentPaths) -> SystemdBootChooser:
-    try:
-        kind = paths.bootloader_file.read_text().strip()
-    except FileNotFoundError:
-        kind = "systemd-boot"
-    if kind != "systemd-boot":
-        raise OsbError(f"bootloader {kind}: slot switching on the node is only implemented for "
-                       "systemd-boot so far")
-    return SystemdBootChooser(paths.boot_dir, booted_slot(), mount_slot)
+def chooser(paths: AgentPaths) -> SlotChooser:
+    return choosers.chooser(paths, booted_slot(), mount_slot)
 
 
 def record(paths: AgentPaths, **fields: Any) -> dict[str, Any]:

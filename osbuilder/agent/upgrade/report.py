@@ -1,4 +1,4 @@
-"""What `status` says about upgrades: both slots from the ESP entries, the last upgrade."""
+"""What `status` says about upgrades: both slots from the boot partition, the last upgrade."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ from dataclasses import dataclass
 
 from osbuilder.agent.fs import read_json
 from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
-from osbuilder.bootloaders.bls import parse_entry
+from osbuilder.agent.upgrade import choosers
 from osbuilder.layout import SLOTS
 
 
 @dataclass(frozen=True)
 class SlotFact:
     slot: str
-    version: str | None  # from the entry title, written from the slot's os-release
+    version: str | None  # the slot's os-release, as its chooser recorded it
     state: str  # good (blessed), trial (counting tries, or booted on its last), bad
     tries_left: int | None  # None: blessed or no entry
 
@@ -29,8 +28,8 @@ class UpgradeFacts:
 
 
 def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
-    """None where there is nothing to say: no ESP entries, or a user who may not read the
-    ESP (it is mounted 0700; `status` runs unprivileged too)."""
+    """None where there is nothing to say: no slot state on the boot partition, or a user
+    who may not read it (it is mounted 0700; `status` runs unprivileged too)."""
     try:
         return _gather(paths, booted)
     except PermissionError:
@@ -38,19 +37,16 @@ def gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
 
 
 def _gather(paths: AgentPaths, booted: str | None) -> UpgradeFacts | None:
-    if not (paths.boot_dir / "loader/entries").is_dir():
+    if not choosers.has_state(paths):
         return None
-    ch = SystemdBootChooser(paths.boot_dir, booted or "a")
+    ch = choosers.chooser(paths, booted or "a")
     slots = []
     for s in SLOTS:
-        e = ch.entry(s)
-        title = parse_entry(e[1].read_text()).get("title", "") if e else ""
-        words = title.split()
         left = ch.tries_left(s)
         state = ch.state(s)
         if left is not None and (left > 0 or s == booted):  # booted on its last try: trial
             state = "trial"
-        slots.append(SlotFact(s, words[1] if len(words) > 1 else None, state, left))
+        slots.append(SlotFact(s, ch.version(s), state, left))
     rec = read_json(paths.upgrade_record) or {}
     return UpgradeFacts(primary=ch.primary(), slots=tuple(slots), last_state=rec.get("state"),
                         last_error=rec.get("error"), last_to_version=rec.get("to_version"))

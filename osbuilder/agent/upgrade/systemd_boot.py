@@ -14,11 +14,9 @@ its target and renamed over it, so a power cut leaves the old or the new entry:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
-from osbuilder.agent.sysinfo import os_release
+from osbuilder.agent.upgrade.bootfs import SlotMounter, fat_write, fsync_dir, stage_slot_files
 from osbuilder.bootloaders.bls import (
     EntryName,
     parse_entry,
@@ -30,30 +28,6 @@ from osbuilder.errors import OsbError
 from osbuilder.layout import SLOTS
 
 BOOT_TRIES = 3
-
-# mounts a slot's root read-only and yields its path
-SlotMounter = Callable[[str], AbstractContextManager[Path]]
-
-
-def fat_write(path: Path, data: bytes) -> None:
-    """Replace a file on FAT: temp file (not *.conf, so never read as an entry), fsync,
-    rename, fsync the folder. FAT has no modes or owners, so nothing else is set."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.new")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SystemdBootChooser:
@@ -122,22 +96,14 @@ class SystemdBootChooser:
 
     def _stage_kernel(self, slot: str) -> str:
         """Copy the slot's kernel and initrd to the ESP; returns the slot's OS version."""
-        dest = self.esp / "osb" / slot
         assert self.mount_slot is not None, "set_primary needs a slot mounter"
-        with self.mount_slot(slot) as root:
-            kernels = sorted((root / "boot").glob("vmlinuz-*"))
-            if len(kernels) != 1:
-                raise OsbError(f"slot {slot}: expected one kernel in /boot, found "
-                               f"{len(kernels)}: the slot does not hold an osbuilder root")
-            ver = kernels[0].name.removeprefix("vmlinuz-")
-            for src, name in ((kernels[0], "vmlinuz"), (root / f"boot/initrd.img-{ver}",
-                                                          "initrd.img")):
-                data = src.read_bytes()
-                target = dest / name
-                if not (target.is_file() and target.read_bytes() == data):
-                    fat_write(target, data)
-            release = os_release((root / "usr/lib/os-release").read_text())
-        return release.get("IMAGE_VERSION", "unknown")
+        return stage_slot_files(self.mount_slot, slot, self.esp / "osb" / slot)
+
+    def version(self, slot: str) -> str | None:
+        """The slot's OS version, from its entry's title ("osbuilder 1.1.0 (slot b)")."""
+        e = self.entry(slot)
+        words = parse_entry(e[1].read_text()).get("title", "").split() if e else []
+        return words[1] if len(words) > 1 else None
 
     def set_primary(self, slot: str) -> None:
         self._check(slot)

@@ -1,0 +1,102 @@
+"""The U-Boot slot chooser on the node (RAUC's custom bootloader backend on U-Boot boards):
+it edits the env file that boot.scr reads (osbuilder.bootloaders.uboot explains the
+variables). Every change is one atomic replacement of that file, so a power cut leaves
+the old state or the new one:
+- set_primary(b): stage b's kernel, initrd and device trees under osb/b/, then put B first
+  in BOOT_ORDER with fresh tries (the flip: the last write). Until then the old primary
+  boots.
+- boot.scr counts a try down on each boot of a slot on trial; at 0 it moves on to the
+  next slot of BOOT_ORDER (fallback).
+- set_state(b, good) sets BOOT_B_OK=1: b then boots without counting; bad: no tries left.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osbuilder.agent.upgrade.bootfs import SlotMounter, fat_write, stage_slot_files
+from osbuilder.bootloaders.uboot_env import BOOT_TRIES, ENV_FILE, env_blob, parse_env
+from osbuilder.errors import OsbError
+from osbuilder.layout import SLOTS
+
+SLOT_DIR = "osb"
+
+
+class UBootChooser:
+    def __init__(self, boot_dir: Path, booted: str, mount_slot: SlotMounter | None = None,
+                 tries: int = BOOT_TRIES) -> None:
+        """mount_slot is needed by set_primary only (it reads the slot's kernel)."""
+        self.boot_dir = boot_dir
+        self.env_file = boot_dir / ENV_FILE
+        self.booted = booted
+        self.mount_slot = mount_slot
+        self.tries = tries
+
+    def _check(self, slot: str) -> None:
+        if slot not in SLOTS:
+            raise OsbError(f"unknown slot {slot!r} (expected one of {', '.join(SLOTS)})")
+
+    def env(self) -> dict[str, str]:
+        try:
+            return parse_env(self.env_file.read_bytes())
+        except FileNotFoundError:
+            raise OsbError(f"{self.env_file} missing: the boot partition holds no osbuilder "
+                           "U-Boot state") from None
+
+    def _ok(self, env: dict[str, str], slot: str) -> bool:
+        return env.get(f"BOOT_{slot.upper()}_OK") == "1"
+
+    def _left(self, env: dict[str, str], slot: str) -> int:
+        try:
+            return int(env.get(f"BOOT_{slot.upper()}_LEFT", "0"))
+        except ValueError:
+            return 0
+
+    def tries_left(self, slot: str) -> int | None:
+        """None when known good; else boots left before boot.scr moves on."""
+        self._check(slot)
+        env = self.env()
+        return None if self._ok(env, slot) else self._left(env, slot)
+
+    def state(self, slot: str) -> str:
+        self._check(slot)
+        env = self.env()
+        return "good" if self._ok(env, slot) or self._left(env, slot) > 0 else "bad"
+
+    def version(self, slot: str) -> str | None:
+        self._check(slot)
+        return self.env().get(f"BOOT_{slot.upper()}_VERSION") or None
+
+    def primary(self) -> str | None:
+        """What boot.scr boots next: the first slot of BOOT_ORDER that is good or has tries."""
+        env = self.env()
+        for name in env.get("BOOT_ORDER", "").split():
+            slot = name.lower()
+            if slot in SLOTS and (self._ok(env, slot) or self._left(env, slot) > 0):
+                return slot
+        return None
+
+    def set_primary(self, slot: str) -> None:
+        self._check(slot)
+        assert self.mount_slot is not None, "set_primary needs a slot mounter"
+        dest = self.boot_dir / SLOT_DIR / slot
+        # the same device trees the booted slot carries (the board's list, from the build)
+        here = self.boot_dir / SLOT_DIR / self.booted
+        dtbs = tuple(str(p.relative_to(here)) for p in sorted(here.rglob("*.dtb")))
+        version = stage_slot_files(self.mount_slot, slot, dest, dtbs)
+        env = self.env()
+        s = slot.upper()
+        others = [n for n in env.get("BOOT_ORDER", "A B").split() if n != s]
+        env["BOOT_ORDER"] = " ".join([s, *others])
+        env[f"BOOT_{s}_VERSION"] = version
+        if not self._ok(env, slot):  # a known-good slot (rollback) stays known good
+            env[f"BOOT_{s}_LEFT"] = str(self.tries)
+        fat_write(self.env_file, env_blob(env))
+
+    def set_state(self, slot: str, good: bool) -> None:
+        self._check(slot)
+        env = self.env()
+        s = slot.upper()
+        env[f"BOOT_{s}_OK"] = "1" if good else "0"
+        env[f"BOOT_{s}_LEFT"] = str(self.tries) if good else "0"
+        fat_write(self.env_file, env_blob(env))
