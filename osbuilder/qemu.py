@@ -42,7 +42,7 @@ def qemu_argv(
     if shutil.which(q.binary) is None:
         raise OsbError(f"{q.binary} not found: apt-get install qemu-system-x86 (or -arm)")
     if not Path(q.firmware).is_file():
-        raise OsbError(f"UEFI firmware {q.firmware} missing: apt-get install {q.firmware_package}")
+        raise OsbError(f"firmware {q.firmware} missing: apt-get install {q.firmware_package}")
     accel = accel or default_accel()
     nic = "user,model=virtio-net-pci,restrict=on" + "".join(
         [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards])
@@ -54,8 +54,11 @@ def qemu_argv(
         "-machine", q.machine,
         "-cpu", "host" if accel == "kvm" else q.cpu,
         "-m", str(q.memory_mib), "-smp", str(2 if accel == "kvm" else q.smp),
-        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={q.firmware}",
     ]
+    if q.firmware_type == "bios":  # e.g. U-Boot, which then reads boot.scr from the disk
+        argv += ["-bios", q.firmware]
+    else:
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={q.firmware}"]
     if q.firmware_vars:
         if not vars_copy.exists():
             shutil.copyfile(q.firmware_vars, vars_copy)

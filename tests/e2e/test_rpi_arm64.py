@@ -1,0 +1,133 @@
+"""rpi-arm64, built on this amd64 host through qemu-user (v1.0.0, and the 1.1.0 / broken
+1.2.0 bundles of tests/helpers/upgrade_node.py), then:
+- inspected loop-free: MBR, file systems, Pi firmware, U-Boot, boot.scr, slot A's kernel,
+  initrd and device trees, the k3s binary's ELF machine, the manifest's arch;
+- booted on QEMU's Raspberry Pi 3 model (-M raspi3b) with the image's own kernel, initrd
+  and bcm2837-rpi-3-b.dtb and the image as SD card, with the kernel arguments of the
+  image's boot.scr (QEMU cannot run the Pi's GPU firmware, which would start U-Boot);
+- booted unchanged on QEMU virt through Debian's U-Boot (u-boot-qemu qemu_arm64), which
+  runs the image's boot.scr: slot A, the agent's `applied config`;
+- upgraded v1 → v2 → broken v3 on that U-Boot path (the U-Boot slot chooser, the health
+  gate and the fallback of boot.scr).
+
+k3s is a stand-in (TEST DOUBLE, tests/helpers/k3s_fixture.py): the real one cannot be
+downloaded here. Slow: three builds with every maintainer script under emulation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from osbuilder.boards import load_board
+from osbuilder.layout import MIB
+from osbuilder.qemu import VM, qemu_argv, scratch_disk
+from tests.conftest import require_build_capability
+from tests.helpers.http_files import Served, serve_files
+from tests.helpers.image import fat_files, fat_read, fat_write, partitions, probe, squash_read
+from tests.helpers.upgrade_node import Release, make_release, upgrade_then_broken_upgrade
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BOOT = 1500  # s: an arm64 boot under TCG on a loaded 2-core host
+EM_AARCH64 = 183
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Release:
+    require_build_capability()
+    return make_release("rpi-arm64", tmp_path_factory.mktemp("rpi"), build_cache, BOOT)
+
+
+@pytest.fixture
+def www(release: Release) -> Iterator[Served]:
+    with serve_files(release.dir) as served:
+        yield served
+
+
+def test_image_layout_and_files(release: Release, tmp_path: Path) -> None:
+    img = release.image
+    label, parts = partitions(img)
+    assert label == "dos"
+    assert [p.type for p in parts] == ["c", "83", "83", "83"]
+    assert [p.size // MIB for p in parts] == [256, 1024, 1024, 128]
+    boot, root_a, root_b, data = (probe(img, p) for p in parts)
+    assert (boot["TYPE"], boot["LABEL"]) == ("vfat", "OSB_BOOT")
+    assert root_a["TYPE"] == "squashfs" and "TYPE" not in root_b
+    assert (data["TYPE"], data["LABEL"]) == ("ext4", "OSB_DATA")
+    files = set(fat_files(img, parts[0]))
+    for f in ("bootcode.bin", "start.elf", "fixup.dat", "start4.elf", "fixup4.dat",
+              "config.txt", "u-boot.bin", "boot.scr", "osbuilder.env", "bcm2837-rpi-3-b.dtb",
+              "osb/a/vmlinuz", "osb/a/initrd.img", "osb/a/broadcom/bcm2837-rpi-3-b.dtb",
+              "osb/a/broadcom/bcm2711-rpi-4-b.dtb", "osb/a/broadcom/bcm2837-rpi-zero-2-w.dtb"):
+        assert f in files, f
+    config = fat_read(img, parts[0], "config.txt").decode()
+    assert "kernel=u-boot.bin" in config and "arm_64bit=1" in config
+    assert "enable_uart=1" in config
+    assert b"rauc.slot=${osb_slot}" in fat_read(img, parts[0], "boot.scr")
+    k3s = squash_read(img, parts[1], "usr/local/bin/k3s", tmp_path)
+    assert k3s[:4] == b"\x7fELF" and int.from_bytes(k3s[18:20], "little") == EM_AARCH64
+    conf = squash_read(img, parts[1], "etc/rauc/system.conf", tmp_path).decode()
+    assert "device=/dev/disk/by-partuuid/6f736231-03" in conf
+    manifest = json.loads((release.dir / "osbuilder-rpi-arm64-1.0.0.manifest.json").read_text())
+    assert manifest["arch"] == "arm64" and manifest["board"] == "rpi-arm64"
+    names = {p["name"] for p in manifest["packages"]}
+    assert {"raspi-firmware", "firmware-brcm80211", "u-boot-rpi", "linux-image-arm64"} <= names
+
+
+def node_disk(release: Release, tmp: Path, hostname: str) -> Path:
+    disk = scratch_disk(release.image, tmp / "sd.img", "4G")  # raspi3b: a power of 2
+    fat_write(disk, partitions(disk)[1][0], "config.yaml",
+              yaml.safe_dump({"hostname": hostname, "k3os": {"password": "pw"}}).encode(), tmp)
+    return disk
+
+
+def test_boots_on_qemu_raspi3b(release: Release, tmp_path: Path) -> None:
+    disk = node_disk(release, tmp_path, "pi3")
+    boot = partitions(disk)[1][0]
+    for name, path in (("vmlinuz", "osb/a/vmlinuz"), ("initrd.img", "osb/a/initrd.img"),
+                       ("pi3.dtb", "osb/a/broadcom/bcm2837-rpi-3-b.dtb")):
+        (tmp_path / name).write_bytes(fat_read(disk, boot, path))
+    script = fat_read(disk, boot, "boot.scr").decode(errors="replace")
+    args = re.search(r'setenv bootargs "([^"]+)"', script)
+    assert args, script
+    append = (args.group(1).replace("${osb_root}", "PARTUUID=6f736231-02")
+              .replace("${osb_slot}", "a"))
+    log0, log1 = tmp_path / "pl011.log", tmp_path / "miniuart.log"
+    argv = ["qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
+            "-kernel", str(tmp_path / "vmlinuz"), "-initrd", str(tmp_path / "initrd.img"),
+            "-dtb", str(tmp_path / "pi3.dtb"), "-append", append,
+            "-drive", f"if=sd,format=raw,file={disk}", "-display", "none", "-monitor", "none",
+            "-serial", f"file:{log0}", "-serial", f"file:{log1}"]
+    # the board's last console (gets /dev/console, the agent's lines) is the mini UART
+    with VM(argv, log1) as vm:
+        vm.wait_for(r"osbuilder: slot a", BOOT)
+        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
+                    r"hostname=pi3\)", BOOT)
+        print(f"\nrpi-arm64 on QEMU raspi3b (TCG): boot to applied config {vm.elapsed():.0f} s")
+
+
+def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> None:
+    disk = node_disk(release, tmp_path, "uboot-node")
+    log = tmp_path / "console.log"
+    argv = qemu_argv(load_board("rpi-arm64"), disk, tmp_path / "vars.fd", serial=f"file:{log}")
+    with VM(argv, log) as vm:
+        vm.wait_for(r"osbuilder: booting slot a \(A left 3, B left 0\)", 300)
+        vm.wait_for(r"osbuilder: slot a", BOOT)
+        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
+                    r"hostname=uboot-node\)", BOOT)
+        print(f"\nrpi-arm64 via U-Boot on QEMU virt (TCG): boot to applied config "
+              f"{vm.elapsed():.0f} s")
+    # slot A is known good: boot.scr wrote nothing back
+    env = fat_read(disk, partitions(disk)[1][0], "osbuilder.env")
+    assert env == fat_read(release.image, partitions(release.image)[1][0], "osbuilder.env")
+
+
+def test_upgrade_then_broken_upgrade_rolls_back_on_u_boot(release: Release, www: Served,
+                                                          tmp_path: Path) -> None:
+    print("\n" + upgrade_then_broken_upgrade(release, www, tmp_path))
