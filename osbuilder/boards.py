@@ -27,6 +27,7 @@ class Kernel:
     package: str
     cmdline: tuple[str, ...]
     console: tuple[str, ...]
+    suite: str | None = None  # e.g. trixie-backports; None: the board's suite
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def load_board_file(path: Path) -> Board:
             package=d["kernel"]["package"],
             cmdline=tuple(d["kernel"]["cmdline"]),
             console=tuple(d["kernel"]["console"]),
+            suite=d["kernel"].get("suite"),
         ),
         initramfs_modules=tuple(d["initramfs_modules"]),
         bootloader=d["bootloader"],

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build an image for a board",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--board", required=True,
-                   help="board name (see `osbuilder boards`) or a board file (*.yaml)")
+                   help="board name (see `osbuilder boards`), a board file (*.yaml), or `all` "
+                        "(every board, one after the other, sharing caches)")
     b.add_argument("--out", type=Path, default=Path("out"), help="output directory")
     b.add_argument("--version", dest="image_version", default=__version__,
                    help="image version recorded in os-release and the manifest")
@@ -141,12 +142,15 @@ def cmd_build(args: argparse.Namespace) -> int:
     from osbuilder.build import run_build
     from osbuilder.build.bootloader import check_node_config
 
-    board = board_arg(args.board)
+    boards = ([board_arg(n) for n in board_names()] if args.board == "all"
+              else [board_arg(args.board)])
     if args.rootfs_tarball is not None:
+        if len(boards) > 1:
+            raise OsbError("--rootfs-tarball is one board's root: it cannot go with --board all")
         if not args.rootfs_tarball.is_file():
             raise OsbError(f"--rootfs-tarball {args.rootfs_tarball}: no such file")
-        board = dataclasses.replace(board, rootfs_tarball=args.rootfs_tarball.resolve(),
-                                    dib=None)
+        boards = [dataclasses.replace(boards[0], rootfs_tarball=args.rootfs_tarball.resolve(),
+                                      dib=None)]
     if args.k3s_version:
         check_version(args.k3s_version)
     if args.config is not None:
@@ -162,10 +166,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                        ("--keyring", keyring)):
         if path is not None and not path.is_file():
             raise OsbError(f"{flag} {path}: no such file")
-    formats = tuple(args.format.split(",")) if args.format else board.formats
     options = BuildOptions(
         out_dir=args.out.resolve(), version=args.image_version,
-        source_date_epoch=default_epoch(), formats=formats, compress=args.compress,
+        source_date_epoch=default_epoch(), formats=(), compress=args.compress,
         config=args.config, k3s_version=args.k3s_version, k3s_channel=args.k3s_channel,
         k3s_dir=args.k3s_dir, k3s_airgap=args.k3s_airgap_images,
         k3s_channel_url=os.environ.get("OSB_K3S_CHANNEL_URL", CHANNEL_URL),
@@ -176,12 +179,29 @@ def cmd_build(args: argparse.Namespace) -> int:
         keyring=keyring and keyring.resolve(),
     )
     progress = Progress()
-    progress.say(f"building {board.name} ({board.arch}) version {options.version} "
-                 f"-> {options.out_dir}")
-    artifacts = run_build(board, options, progress)
-    print_summary(artifacts, progress)
-    # the disk image (img, else the first format asked for), for scripts and `make run`
-    print(next(a.path for a in artifacts if a.kind not in ("bundle", "manifest")))
+    images, failed = [], []
+    for board in boards:
+        formats = tuple(args.format.split(",")) if args.format else board.formats
+        progress.say(f"building {board.name} ({board.arch}) version {options.version} "
+                     f"-> {options.out_dir}")
+        try:
+            artifacts = run_build(board, dataclasses.replace(options, formats=formats),
+                                  progress)
+        except OsbError as exc:
+            if len(boards) == 1:
+                raise
+            # --board all: one board's failure does not stop the others (caches are shared)
+            progress.say(f"error: {board.name}: {exc}")
+            failed.append(board.name)
+            continue
+        print_summary(artifacts, progress)
+        # the disk image (img, else the first format asked for), for scripts and `make run`
+        images.append(next(a.path for a in artifacts if a.kind not in ("bundle", "manifest")))
+    for image in images:
+        print(image)
+    if failed:
+        raise OsbError(f"--board all: {len(failed)} of {len(boards)} boards failed: "
+                       f"{', '.join(failed)} (their errors are above)")
     return 0
 
 

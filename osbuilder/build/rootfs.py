@@ -43,21 +43,28 @@ DPKG_EXCLUDES = [
 
 def mmdebstrap_argv(ctx: BuildContext, out: Path) -> list[str]:
     b = ctx.board
+    packages = list(b.all_packages())
+    sources = [b.mirror]
+    if b.kernel.suite and b.kernel.suite != b.suite:
+        # apt's pkg/release: the kernel (and what it needs newer) from that suite only
+        packages[packages.index(b.kernel.package)] = f"{b.kernel.package}/{b.kernel.suite}"
+        sources.append(f"deb {b.mirror} {b.kernel.suite} {' '.join(b.components)}")
     argv = [
         "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
         f"--architectures={b.arch}",
         f"--components={','.join(b.components)}",
-        f"--include={','.join(b.all_packages())}",
+        f"--include={','.join(packages)}",
         f"--essential-hook={DIVERT_INITRAMFS}",
         f"--customize-hook={UNDIVERT_INITRAMFS}",
     ]
     argv += [f"--dpkgopt={o}" for o in DPKG_EXCLUDES]
-    return [*argv, b.suite, str(out), b.mirror]
+    return [*argv, b.suite, str(out), *sources]
 
 
-def cache_key(argv: list[str]) -> str:
+def cache_key(argv: list[str], out: Path) -> str:
     # the output path is not an input
-    return hashlib.sha256(json.dumps(argv[:-2] + argv[-1:]).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps([a for a in argv if a != str(out)]).encode()
+                          ).hexdigest()[:20]
 
 
 def build_rootfs(ctx: BuildContext) -> None:
@@ -68,7 +75,7 @@ def build_rootfs(ctx: BuildContext) -> None:
         return unpack(ctx, tarball, f"diskimage-builder rootfs {tarball}")
     cache = ctx.options.cache_dir / "rootfs"
     cache.mkdir(parents=True, exist_ok=True)
-    key = cache_key(mmdebstrap_argv(ctx, Path("OUT")))
+    key = cache_key(mmdebstrap_argv(ctx, Path("OUT")), Path("OUT"))
     tarball = cache / f"{ctx.board.name}-{key}.tar"
     if tarball.is_file() and not ctx.options.refresh:
         ctx.progress.say(f"    cached rootfs {tarball.name}")

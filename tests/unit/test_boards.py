@@ -112,3 +112,24 @@ def test_not_yaml(tmp_path: Path) -> None:
     p.write_text("name: [unclosed\n")
     with pytest.raises(OsbError, match="not valid YAML"):
         load_board_file(p)
+
+
+def test_rpi5_kernel_comes_from_backports() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from osbuilder.build.rootfs import mmdebstrap_argv
+    from osbuilder.context import BuildContext
+
+    b = load_board("rpi5")
+    assert b.kernel.suite == "trixie-backports" and b.raspi is not None
+    assert b.raspi.firmware == ()  # the Pi 5 boots from EEPROM
+    argv = mmdebstrap_argv(cast(BuildContext, SimpleNamespace(board=b)), Path("OUT"))
+    include = next(a for a in argv if a.startswith("--include="))
+    assert "linux-image-arm64/trixie-backports" in include.split("=", 1)[1].split(",")
+    assert argv[-3:] == ["OUT", "http://deb.debian.org/debian",
+                         "deb http://deb.debian.org/debian trixie-backports main "
+                         "non-free-firmware"]
+    plain = mmdebstrap_argv(cast(BuildContext, SimpleNamespace(board=load_board("rpi-arm64"))),
+                            Path("OUT"))
+    assert plain[-2:] == ["OUT", "http://deb.debian.org/debian"]

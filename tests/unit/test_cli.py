@@ -75,3 +75,25 @@ def test_validate_config_names_the_bad_key(tmp_path: Path) -> None:
     r = osb("validate-config", str(bad))
     assert r.returncode == 2
     assert "at k3os.labels: expected object, got list" in r.stderr
+
+
+def test_build_all_goes_on_after_a_failing_board_and_names_them(tmp_path: Path) -> None:
+    """--board all tries every board even when one fails (here each one: --out cannot be
+    made), then fails naming them."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = osb("build", "--board", "all", "--out", str(blocker / "out"))
+    assert r.returncode == 2
+    for name in ("qemu-amd64", "nuc-amd64", "ec2-a1", "rpi-arm64", "rpi5"):
+        assert f"building {name} (" in r.stderr and f"error: {name}: --out" in r.stderr
+    assert "boards failed: " in r.stderr and "rpi-arm64" in r.stderr.splitlines()[-1]
+
+
+def test_build_all_with_one_rootfs_tarball_is_refused(tmp_path: Path) -> None:
+    r = osb("build", "--board", "all", "--rootfs-tarball", str(tmp_path / "x.tar"))
+    assert r.returncode == 2 and "cannot go with --board all" in r.stderr
+
+
+def test_armv6_board_is_refused() -> None:
+    r = osb("build", "--board", "rpi-zero-w")
+    assert r.returncode == 2 and "k3s needs ARMv7 or newer" in r.stderr
