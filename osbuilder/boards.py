@@ -90,6 +90,7 @@ class Board:
     dib: DibSpec | None = None  # backend dib; neither: mmdebstrap
     dtbs: tuple[str, ...] = ()
     uboot_binary: str | None = None  # bootloader u-boot: path inside the rootfs
+    uboot_models: tuple[tuple[str, str], ...] = ()  # Pi config.txt filter -> U-Boot path
     raspi: RaspiSpec | None = None
 
     def all_packages(self) -> tuple[str, ...]:
@@ -194,7 +195,8 @@ def load_board_file(path: Path) -> Board:
             env=tuple(sorted(r["env"].items())),
         ) if r["backend"] == "dib" else None,
         dtbs=tuple(d["dtbs"]),
-        uboot_binary=d["uboot"]["binary"] if "uboot" in d else None,
+        uboot_binary=d.get("uboot", {}).get("binary"),
+        uboot_models=tuple(d.get("uboot", {}).get("models", {}).items()),
         raspi=RaspiSpec(
             firmware=tuple(d["raspi"]["firmware"]),
             config=tuple(d["raspi"]["config"].items()),

@@ -15,21 +15,28 @@ from osbuilder.errors import OsbError
 FIRMWARE_DIR = "usr/lib/raspi-firmware"
 
 
-def config_txt(ctx: BuildContext, kernel: str) -> str:
+def config_txt(ctx: BuildContext, kernels: dict[str, str]) -> str:
+    """kernels: config.txt filter (all, pi2, pi3, ...) -> the file the firmware starts."""
     b = ctx.board
     assert b.raspi is not None
     lines = [
         f"# osbuilder {ctx.options.version} ({b.name}), from the board file; read by the Pi",
         "# firmware, which starts U-Boot; U-Boot's boot.scr picks the slot (A/B).",
         "[all]",
-        f"kernel={kernel}",
-        *(f"{k}={v}" for k, v in b.raspi.config),
-        *(f"dtoverlay={o}" for o in b.raspi.dtoverlays),
     ]
+    if "all" in kernels:
+        lines.append(f"kernel={kernels['all']}")
+    lines += [f"{k}={v}" for k, v in b.raspi.config]
+    lines += [f"dtoverlay={o}" for o in b.raspi.dtoverlays]
+    per_model = [(f, name) for f, name in kernels.items() if f != "all"]
+    for flt, name in per_model:
+        lines += [f"[{flt}]", f"kernel={name}"]
+    if per_model:
+        lines.append("[all]")  # later additions by hand apply to every model again
     return "\n".join(lines) + "\n"
 
 
-def stage_firmware(ctx: BuildContext, kernel: str) -> None:
+def stage_firmware(ctx: BuildContext, kernels: dict[str, str]) -> None:
     b = ctx.board
     assert b.raspi is not None
     src = ctx.rootfs / FIRMWARE_DIR
@@ -49,7 +56,7 @@ def stage_firmware(ctx: BuildContext, kernel: str) -> None:
                            f"raspi-firmware (it has: {', '.join(available) or 'none'})")
         (ctx.esp / "overlays").mkdir(exist_ok=True)
         shutil.copyfile(dtbo, ctx.esp / "overlays" / dtbo.name)
-    (ctx.esp / "config.txt").write_text(config_txt(ctx, kernel))
+    (ctx.esp / "config.txt").write_text(config_txt(ctx, kernels))
     # with upstream_kernel=1 the firmware looks for the upstream names at the top level
     kdir = ctx.rootfs / f"usr/lib/linux-image-{ctx.kernel_version}"
     for dtb in b.dtbs:

@@ -92,20 +92,28 @@ fi
 echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{BOOT_B_LEFT}})"
 if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
 setenv bootargs "{cmdline}"
-load ${{osb_part}} ${{kernel_addr_r}} {slots}/${{osb_slot}}/vmlinuz
+# the kernel goes 96 MiB above the initrd, 2 MiB aligned: Debian's arm64 Image (38-52 MB)
+# does not fit at some boards' kernel_addr_r (Pi: 0x80000, below the script and the fdt)
+setexpr osb_kernel_addr ${{ramdisk_addr_r}} / 0x200000
+setexpr osb_kernel_addr ${{osb_kernel_addr}} * 0x200000
+setexpr osb_kernel_addr ${{osb_kernel_addr}} + 0x6000000
+load ${{osb_part}} ${{osb_kernel_addr}} {slots}/${{osb_slot}}/vmlinuz
 load ${{osb_part}} ${{ramdisk_addr_r}} {slots}/${{osb_slot}}/initrd.img
 setenv osb_initrd_size ${{filesize}}
-# the slot's own device tree when U-Boot knows the board's (Pi: fdtfile), else the one the
-# firmware handed over (Pi firmware, QEMU: fdt_addr), else U-Boot's
+# the slot's own device tree: the one U-Boot names for this board (Pi: fdtfile), else the
+# board file's first; else the one the firmware handed over (QEMU: fdt_addr), else U-Boot's
 setenv osb_dtb {slots}/${{osb_slot}}/${{fdtfile}}
+setenv osb_default_dtb {slots}/${{osb_slot}}/{default_dtb}
 if test -n "${{fdtfile}}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_dtb}}; then
+  setenv osb_fdt ${{fdt_addr_r}}
+elif test -n "{default_dtb}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_default_dtb}}; then
   setenv osb_fdt ${{fdt_addr_r}}
 elif test -n "${{fdt_addr}}"; then
   setenv osb_fdt ${{fdt_addr}}
 else
   setenv osb_fdt ${{fdtcontroladdr}}
 fi
-{boot_cmd} ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
+{boot_cmd} ${{osb_kernel_addr}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
 """
 
 # Debian arch -> (mkimage -A, U-Boot's command for the kernel image format)
@@ -113,13 +121,13 @@ ARCH = {"arm64": ("arm64", "booti"), "armhf": ("arm", "bootz")}
 
 
 def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
-                roots: tuple[str, str] = (root_device("mbr", "a"), root_device("mbr", "b"))
-                ) -> str:
+                roots: tuple[str, str] = (root_device("mbr", "a"), root_device("mbr", "b")),
+                default_dtb: str = "") -> str:
     """The script source; `cmdline` may use ${osb_slot} (a or b) and ${osb_root} (the
     slot's root device, from `roots`)."""
     return BOOT_SCRIPT.format(env=ENV_FILE, size=ENV_SIZE, tries=tries, cmdline=cmdline,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
-                              env_vars=" ".join(ENV_VARS),
+                              env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
                               boot_cmd=ARCH[arch][1])
 
 
@@ -157,22 +165,36 @@ def stage_slot_files(ctx: BuildContext, dest: Path) -> None:
         shutil.copyfile(src, dest / dtb)
 
 
+def stage_u_boot(ctx: BuildContext) -> dict[str, str]:
+    """Copy the board's U-Boot binaries; returns config.txt filter -> file name ("all" for
+    the default). None to copy where U-Boot lives in the board's flash (Jetson)."""
+    b = ctx.board
+    names: dict[str, str] = {}
+    wanted = [("all", "binary", b.uboot_binary, UBOOT_FILE)] if b.uboot_binary else []
+    wanted += [(f, f"models.{f}", path, f"u-boot-{f}.bin") for f, path in b.uboot_models]
+    for flt, field, path, name in wanted:
+        assert path is not None
+        src = ctx.rootfs / path
+        if not src.is_file():
+            raise OsbError(f"{b.source}: at uboot.{field}: {path} is not in the rootfs "
+                           "(add its package, e.g. u-boot-rpi, to the board)")
+        shutil.copyfile(src, ctx.esp / name)
+        names[flt] = name
+    return names
+
+
 def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
     b = ctx.board
     if b.arch not in ARCH:
         raise OsbError(f"{b.source}: bootloader u-boot is for arm64 and armhf, not {b.arch}")
-    assert b.uboot_binary is not None  # the board schema requires `uboot:` for u-boot
-    uboot = ctx.rootfs / b.uboot_binary
-    if not uboot.is_file():
-        raise OsbError(f"{b.source}: at uboot.binary: {b.uboot_binary} is not in the rootfs "
-                       "(add its package, e.g. u-boot-rpi, to the board)")
     esp = ctx.esp
-    shutil.copyfile(uboot, esp / UBOOT_FILE)
+    binaries = stage_u_boot(ctx)
     if b.raspi is not None:
-        raspi.stage_firmware(ctx, kernel=UBOOT_FILE)
+        raspi.stage_firmware(ctx, kernels=binaries)
     compile_script(boot_script(kernel_cmdline(ctx), b.arch,
                                roots=(root_device(b.partition_table, "a"),
-                                      root_device(b.partition_table, "b"))),
+                                      root_device(b.partition_table, "b")),
+                               default_dtb=b.dtbs[0] if b.dtbs else ""),
                    esp / "boot.scr", b.arch, ctx.options.source_date_epoch)
     (esp / ENV_FILE).write_bytes(env_blob(initial_env(slot, ctx.options.version)))
     stage_slot_files(ctx, esp / SLOT_DIR / slot)

@@ -19,14 +19,16 @@ from osbuilder.errors import OsbError
 KVER = "6.12.0-test-arm64"
 
 
-def make_ctx(tmp_path: Path, skip: tuple[str, ...] = ()) -> BuildContext:
-    board = load_board("rpi-arm64")
-    assert board.raspi is not None
+def make_ctx(tmp_path: Path, skip: tuple[str, ...] = (), name: str = "rpi-arm64"
+             ) -> BuildContext:
+    board = load_board(name)
     root = tmp_path / "rootfs"
     files = {
         f"boot/vmlinuz-{KVER}": b"kernel", f"boot/initrd.img-{KVER}": b"initrd",
-        "usr/lib/u-boot/rpi_arm64/u-boot.bin": b"u-boot",
-        **{f"usr/lib/raspi-firmware/{f}": f.encode() for f in board.raspi.firmware},
+        **{path: b"u-boot" for path in (board.uboot_binary, *dict(board.uboot_models).values())
+           if path},
+        **{f"usr/lib/raspi-firmware/{f}": f.encode()
+           for f in (board.raspi.firmware if board.raspi else ())},
         **{f"usr/lib/linux-image-{KVER}/{d}": d.encode() for d in board.dtbs},
     }
     for rel, data in files.items():
@@ -88,3 +90,29 @@ def test_missing_u_boot_names_the_package(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, skip=("u-boot.bin",))
     with pytest.raises(OsbError, match=r"at uboot.binary: .* is not in the rootfs .*u-boot-rpi"):
         uboot.stage_boot_files(ctx)
+
+
+def test_rpi_armhf_starts_a_u_boot_per_model(tmp_path: Path) -> None:
+    ctx = make_ctx(tmp_path, name="rpi-armhf")
+    uboot.stage_boot_files(ctx)
+    assert (ctx.esp / "u-boot.bin").is_file() and (ctx.esp / "u-boot-pi2.bin").is_file()
+    config = (ctx.esp / "config.txt").read_text().splitlines()
+    assert config[2:] == ["[all]", "kernel=u-boot.bin", "enable_uart=1", "gpu_mem=16",
+                          "upstream_kernel=1", "[pi2]", "kernel=u-boot-pi2.bin", "[all]"]
+    assert (ctx.esp / "osb/a/bcm2836-rpi-2-b.dtb").is_file()  # flat, as armhf U-Boot asks
+    header = subprocess.run(["dumpimage", "-l", str(ctx.esp / "boot.scr")],
+                            capture_output=True, text=True, check=True).stdout
+    assert "ARM Linux Script" in header
+    assert b"\nbootz ${osb_kernel_addr}" in (ctx.esp / "boot.scr").read_bytes()
+
+
+def test_jetson_card_has_no_u_boot_and_names_its_dtb(tmp_path: Path) -> None:
+    """L4T's U-Boot lives in QSPI: the card holds boot.scr, the env and the slot files;
+    the script falls back to the board's dtb when U-Boot's fdtfile names none here."""
+    ctx = make_ctx(tmp_path, name="jetson-nano")
+    uboot.stage_boot_files(ctx)
+    names = {str(p.relative_to(ctx.esp)) for p in ctx.esp.rglob("*") if p.is_file()}
+    assert names == {"boot.scr", "osbuilder.env", "osb/a/vmlinuz", "osb/a/initrd.img",
+                     "osb/a/nvidia/tegra210-p3450-0000.dtb"}
+    assert b"setenv osb_default_dtb osb/${osb_slot}/nvidia/tegra210-p3450-0000.dtb" in \
+        (ctx.esp / "boot.scr").read_bytes()

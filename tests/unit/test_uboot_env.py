@@ -42,13 +42,13 @@ def test_script_names_the_env_file_and_slot_paths() -> None:
             "BOOT_ORDER BOOT_A_OK BOOT_B_OK BOOT_A_LEFT BOOT_B_LEFT BOOT_A_VERSION "
             "BOOT_B_VERSION\n  fatwrite") in s
     assert "setenv BOOT_A_LEFT 2" in s
-    assert s.rstrip().endswith("booti ${kernel_addr_r} ${ramdisk_addr_r}:${osb_initrd_size} "
-                               "${osb_fdt}")
+    assert s.rstrip().endswith("booti ${osb_kernel_addr} ${ramdisk_addr_r}:"
+                               "${osb_initrd_size} ${osb_fdt}")
 
 
 def test_armhf_script_boots_a_zimage() -> None:
     s = boot_script("x", arch="armhf")
-    assert "\nbootz ${kernel_addr_r}" in s and "\nbooti" not in s
+    assert "\nbootz ${osb_kernel_addr}" in s and "\nbooti" not in s
 
 
 def test_initial_env_the_image_slot_is_known_good() -> None:
