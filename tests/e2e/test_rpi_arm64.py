@@ -70,7 +70,7 @@ def test_image_layout_and_files(release: Release, tmp_path: Path) -> None:
     assert "kernel=u-boot.bin" in config and "arm_64bit=1" in config
     assert "enable_uart=1" in config
     assert b"rauc.slot=${osb_slot}" in fat_read(img, parts[0], "boot.scr")
-    k3s = squash_read(img, parts[1], "usr/local/bin/k3s", tmp_path)
+    k3s = squash_read(img, parts[1], "usr/bin/k3s", tmp_path)
     assert k3s[:4] == b"\x7fELF" and int.from_bytes(k3s[18:20], "little") == EM_AARCH64
     conf = squash_read(img, parts[1], "etc/rauc/system.conf", tmp_path).decode()
     assert "device=/dev/disk/by-partuuid/6f736231-03" in conf

@@ -64,7 +64,7 @@ def test_u_boot_board_image(name: str, k3s_server: Served, build_cache: Path,
               *(f"osb/a/{d}" for d in board.dtbs), *BOOT_FILES[name]]
     assert not [f for f in wanted if f not in files], sorted(files)
     assert kernel_is_for(board.arch, fat_read(img, parts[0], "osb/a/vmlinuz"))
-    k3s = squash_read(img, parts[1], "usr/local/bin/k3s", tmp_path)
+    k3s = squash_read(img, parts[1], "usr/bin/k3s", tmp_path)
     assert int.from_bytes(k3s[18:20], "little") == ELF_MACHINE[board.arch]
     manifest = json.loads(next(tmp_path.glob("*.manifest.json")).read_text())
     assert manifest["arch"] == board.arch and manifest["board"] == name
