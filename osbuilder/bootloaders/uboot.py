@@ -14,6 +14,7 @@ file; it has U-Boot's binary layout (uboot_env.py), so fw_printenv reads it too.
 
 Boot partition (OSB_BOOT, the first FAT partition):
   u-boot.bin, boot.scr, osbuilder.env       (+ the Pi firmware and config.txt, raspi.py)
+  osbuilder-args.txt                         your kernel arguments (OSB_ARGS=...)
   osb/<slot>/vmlinuz, initrd.img, <dtbs>     one folder per slot
 """
 
@@ -37,6 +38,12 @@ from osbuilder.layout import root_device
 from osbuilder.run import run
 
 UBOOT_FILE = "u-boot.bin"
+ARGS_FILE = "osbuilder-args.txt"
+ARGS_TEXT = """\
+# osbuilder: extra kernel arguments for both slots, appended to osbuilder's own. Uncomment
+# and edit the OSB_ARGS line (one line; the last console= gets the boot messages), e.g.
+#OSB_ARGS=console=ttyAMA0,115200 cgroup_enable=memory
+"""
 
 SLOT_DIR = "osb"  # osb/<slot>/: vmlinuz, initrd.img and the board's dtbs
 
@@ -52,6 +59,11 @@ setenv BOOT_A_VERSION
 setenv BOOT_B_VERSION
 if load ${{osb_part}} ${{kernel_addr_r}} {env}; then
   env import -c ${{kernel_addr_r}} {size:#x}
+fi
+# your own kernel arguments: OSB_ARGS=... in {args}, a text file any laptop can edit
+setenv OSB_ARGS
+if load ${{osb_part}} ${{kernel_addr_r}} {args}; then
+  env import -t ${{kernel_addr_r}} ${{filesize}} OSB_ARGS
 fi
 setenv osb_slot
 setenv osb_changed
@@ -91,7 +103,8 @@ if test -n "${{osb_changed}}"; then
 fi
 echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{BOOT_B_LEFT}})"
 if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
-setenv bootargs "{cmdline}"
+setenv bootargs "{cmdline} ${{OSB_ARGS}}"
+echo "osbuilder: kernel arguments ${{bootargs}}"
 # the kernel goes 96 MiB above the initrd, 2 MiB aligned: Debian's arm64 Image (38-52 MB)
 # does not fit at some boards' kernel_addr_r (Pi: 0x80000, below the script and the fdt)
 setexpr osb_kernel_addr ${{ramdisk_addr_r}} / 0x200000
@@ -101,16 +114,22 @@ load ${{osb_part}} ${{osb_kernel_addr}} {slots}/${{osb_slot}}/vmlinuz
 load ${{osb_part}} ${{ramdisk_addr_r}} {slots}/${{osb_slot}}/initrd.img
 setenv osb_initrd_size ${{filesize}}
 # the slot's own device tree: the one U-Boot names for this board (Pi: fdtfile), else the
-# board file's first; else the one the firmware handed over (QEMU: fdt_addr), else U-Boot's
+# board file's first; else the one the firmware handed over (QEMU: fdt_addr, and QEMU's
+# U-Boot has no fdt_addr_r to load a file to), else U-Boot's own
+setenv osb_fdt
 setenv osb_dtb {slots}/${{osb_slot}}/${{fdtfile}}
 setenv osb_default_dtb {slots}/${{osb_slot}}/{default_dtb}
-if test -n "${{fdtfile}}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_dtb}}; then
-  setenv osb_fdt ${{fdt_addr_r}}
-elif test -n "{default_dtb}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_default_dtb}}; then
-  setenv osb_fdt ${{fdt_addr_r}}
-elif test -n "${{fdt_addr}}"; then
+if test -n "${{fdt_addr_r}}"; then
+  if test -n "${{fdtfile}}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_dtb}}; then
+    setenv osb_fdt ${{fdt_addr_r}}
+  elif test -n "{default_dtb}" && load ${{osb_part}} ${{fdt_addr_r}} ${{osb_default_dtb}}; then
+    setenv osb_fdt ${{fdt_addr_r}}
+  fi
+fi
+if test -z "${{osb_fdt}}" && test -n "${{fdt_addr}}"; then
   setenv osb_fdt ${{fdt_addr}}
-else
+fi
+if test -z "${{osb_fdt}}"; then
   setenv osb_fdt ${{fdtcontroladdr}}
 fi
 {boot_cmd} ${{osb_kernel_addr}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
@@ -125,7 +144,8 @@ def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                 default_dtb: str = "") -> str:
     """The script source; `cmdline` may use ${osb_slot} (a or b) and ${osb_root} (the
     slot's root device, from `roots`)."""
-    return BOOT_SCRIPT.format(env=ENV_FILE, size=ENV_SIZE, tries=tries, cmdline=cmdline,
+    return BOOT_SCRIPT.format(env=ENV_FILE, args=ARGS_FILE, size=ENV_SIZE, tries=tries,
+                              cmdline=cmdline,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
                               env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
                               boot_cmd=ARCH[arch][1])
@@ -197,4 +217,5 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
                                default_dtb=b.dtbs[0] if b.dtbs else ""),
                    esp / "boot.scr", b.arch, ctx.options.source_date_epoch)
     (esp / ENV_FILE).write_bytes(env_blob(initial_env(slot, ctx.options.version)))
+    (esp / ARGS_FILE).write_text(ARGS_TEXT)
     stage_slot_files(ctx, esp / SLOT_DIR / slot)

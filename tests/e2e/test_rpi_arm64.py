@@ -30,7 +30,12 @@ from osbuilder.qemu import VM, qemu_argv, scratch_disk
 from tests.conftest import require_build_capability
 from tests.helpers.http_files import Served, serve_files
 from tests.helpers.image import fat_files, fat_read, fat_write, partitions, probe, squash_read
-from tests.helpers.upgrade_node import Release, make_release, upgrade_then_broken_upgrade
+from tests.helpers.upgrade_node import (
+    Release,
+    make_release,
+    upgrade_then_broken_upgrade,
+    virt_console,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -116,6 +121,7 @@ def test_boots_on_qemu_raspi3b(release: Release, tmp_path: Path) -> None:
 
 def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> None:
     disk = node_disk(release, tmp_path, "uboot-node")
+    virt_console(disk, tmp_path)
     log = tmp_path / "console.log"
     argv = qemu_argv(load_board("rpi-arm64"), disk, tmp_path / "vars.fd", serial=f"file:{log}")
     with VM(argv, log) as vm:

@@ -120,6 +120,19 @@ def test_known_good_slot_boots_without_counting(disk: Path, tmp_path: Path) -> N
     assert get_env(disk, tmp_path) == env
 
 
+def test_users_kernel_arguments_from_the_text_file(disk: Path, tmp_path: Path) -> None:
+    """osbuilder-args.txt, as a user edits it on a laptop (comments, CRLF line ends): its
+    OSB_ARGS line lands at the end of the kernel command line."""
+    (tmp_path / "args.txt").write_bytes(b"# my args\r\nOSB_ARGS=console=ttyAMA0 x.y=1\r\n")
+    subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{PART_START}", str(tmp_path / "args.txt"),
+                    "::/osbuilder-args.txt"], check=True)
+    boot_until_slot(disk, tmp_path / "boot.log")
+    lines = [line for line in (tmp_path / "boot.log").read_text(errors="replace").splitlines()
+             if line.startswith("osbuilder: kernel arguments")]
+    assert lines and lines[0].rstrip().endswith("root=PARTUUID=6f736231-02 console=ttyAMA0 "
+                                                "x.y=1"), lines
+
+
 def test_script_starts_over_when_no_slot_has_tries(disk: Path, tmp_path: Path) -> None:
     put_env(disk, tmp_path, {"BOOT_ORDER": "B A", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "0"})
     line = boot_until_slot(disk, tmp_path / "boot.log")

@@ -51,6 +51,13 @@ class Release:
         return f"osbuilder-{self.board}-{version}.raucb"
 
 
+def virt_console(disk: Path, tmp: Path) -> None:
+    """A Pi image on QEMU's virt machine: its serial port is the PL011 (ttyAMA0), where the
+    Pi's header UART is ttyS1; the user's kernel arguments file puts the console there."""
+    fat_write(disk, partitions(disk)[1][0], "osbuilder-args.txt",
+              b"OSB_ARGS=console=ttyAMA0,115200\n", tmp)
+
+
 def build(board: str, out: Path, cache: Path, version: str, k3s_dir: Path, keys: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "osbuilder", "build", "--board", board, "--out", str(out),
@@ -110,6 +117,8 @@ class Node:
         self.disk = scratch_disk(release.image, tmp / "disk.img", "4G")
         fat_write(self.disk, partitions(self.disk)[1][0], "config.yaml",
                   yaml.safe_dump(CONFIG).encode(), tmp)
+        if self.board.bootloader == "u-boot":
+            virt_console(self.disk, tmp)
         self.tmp = tmp
         self.www = www
         self.vm: VM | None = None

@@ -69,7 +69,8 @@ def test_rpi_boot_partition(tmp_path: Path) -> None:
     script = (esp / "boot.scr").read_bytes()
     assert (b'setenv bootargs "root=${osb_root} rootfstype=squashfs ro osb.slot=${osb_slot} '
             b'rauc.slot=${osb_slot} console=tty1 console=ttyAMA0,115200 '
-            b'console=ttyS1,115200 quiet rootwait"') in script
+            b'console=ttyS1,115200 quiet rootwait ${OSB_ARGS}"') in script
+    assert "#OSB_ARGS=" in (esp / "osbuilder-args.txt").read_text()
 
 
 def test_missing_dtb_names_the_board_field(tmp_path: Path) -> None:
@@ -112,7 +113,8 @@ def test_jetson_card_has_no_u_boot_and_names_its_dtb(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, name="jetson-nano")
     uboot.stage_boot_files(ctx)
     names = {str(p.relative_to(ctx.esp)) for p in ctx.esp.rglob("*") if p.is_file()}
-    assert names == {"boot.scr", "osbuilder.env", "osb/a/vmlinuz", "osb/a/initrd.img",
+    assert names == {"boot.scr", "osbuilder.env", "osbuilder-args.txt", "osb/a/vmlinuz",
+                     "osb/a/initrd.img",
                      "osb/a/nvidia/tegra210-p3450-0000.dtb"}
     assert b"setenv osb_default_dtb osb/${osb_slot}/nvidia/tegra210-p3450-0000.dtb" in \
         (ctx.esp / "boot.scr").read_bytes()

@@ -33,7 +33,9 @@ def test_script_names_the_env_file_and_slot_paths() -> None:
     assert "env import -c ${kernel_addr_r} 0x4000" in s
     assert "fatwrite ${osb_part} ${kernel_addr_r} osbuilder.env 0x4000" in s
     assert "setenv osb_dtb osb/${osb_slot}/${fdtfile}" in s
-    assert 'setenv bootargs "root=${osb_root} osb.slot=${osb_slot}"' in s
+    assert 'setenv bootargs "root=${osb_root} osb.slot=${osb_slot} ${OSB_ARGS}"' in s
+    # the user's own arguments: only OSB_ARGS is taken from the text file
+    assert "env import -t ${kernel_addr_r} ${filesize} OSB_ARGS" in s
     # MBR: each slot's root by PARTUUID (the fixed disk id, partitions 2 and 3)
     assert ('if test "${osb_slot}" = "a"; then setenv osb_root PARTUUID=6f736231-02; '
             "else setenv osb_root PARTUUID=6f736231-03; fi") in s
