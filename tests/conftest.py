@@ -68,7 +68,13 @@ def k3s_server() -> Iterator[Served]:
 
 @pytest.fixture(scope="session")
 def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache of this session only, so the first build is a real cold build."""
+    """A cache of this session only, so the first build is a real cold build; or, with
+    OSB_TEST_CACHE=DIR, that cache (e.g. ~/.cache/osbuilder), for the slow foreign-arch
+    legs whose cold rootfs takes about 30 minutes under emulation."""
+    shared = os.environ.get("OSB_TEST_CACHE")
+    if shared:
+        print(f"\nbuild cache: {shared} (OSB_TEST_CACHE), builds may be warm")
+        return Path(shared).expanduser()
     return tmp_path_factory.mktemp("cache")
 
 
