@@ -129,8 +129,20 @@ def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> 
         vm.wait_for(r"osbuilder: slot a", BOOT)
         vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
                     r"hostname=uboot-node\)", BOOT)
+        t_applied = vm.elapsed()
+        m = vm.wait_for(r"osbuilder-agent: status (.*)", BOOT)
+        fields = dict(kv.split("=", 1) for kv in m.group(1).split())
+        vm.wait_for(r"uboot-node login:", BOOT)
         print(f"\nrpi-arm64 via U-Boot on QEMU virt (TCG): boot to applied config "
-              f"{vm.elapsed():.0f} s")
+              f"{t_applied:.0f} s, to login {vm.elapsed():.0f} s")
+        console = vm.console()
+    assert fields["slot"] == "a" and fields["board"] == "rpi-arm64"
+    assert fields["root"] == "/dev/vda2:squashfs:ro", fields
+    # first boot grew the MBR data partition to the end of the 4 GiB card, and its ext4
+    expect_gib = (4096 - 1 - 256 - 2 * 1024) / 1024
+    assert abs(float(fields["data_part"].removesuffix("GiB")) - expect_gib) < 0.02, fields
+    assert float(fields["data_fs"].removesuffix("GiB")) > 1.5, "ext4 was not grown online"
+    assert not re.search(r"FAILED.*Failed to start", console), "a unit failed during boot"
     # slot A is known good: boot.scr wrote nothing back
     env = fat_read(disk, partitions(disk)[1][0], "osbuilder.env")
     assert env == fat_read(release.image, partitions(release.image)[1][0], "osbuilder.env")
