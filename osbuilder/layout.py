@@ -23,6 +23,8 @@ ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 LINUX_DATA_TYPE = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 
 LABEL_BOOT = "OSB_BOOT"
+# on the boot partition, osb/<slot>/ holds each slot's kernel, initrd (and device trees)
+SLOT_DIR = "osb"
 LABEL_DATA = "OSB_DATA"
 SLOTS = ("a", "b")
 

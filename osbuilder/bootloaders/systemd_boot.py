@@ -17,7 +17,7 @@ import shutil
 from osbuilder.bootloaders.bls import render_entry
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import root_device
+from osbuilder.layout import SLOT_DIR, root_device
 
 EFI_ARCH = {"amd64": "x64", "arm64": "aa64"}
 
@@ -60,7 +60,7 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
     (esp / "loader/loader.conf").write_text(LOADER_CONF)
     (esp / f"loader/entries/osb-{slot}.conf").write_text(
         render_entry(slot, ctx.options.version, 1, kernel_options(ctx, slot)))
-    kdir = esp / "osb" / slot
+    kdir = esp / SLOT_DIR / slot
     kdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ctx.rootfs / f"boot/vmlinuz-{ctx.kernel_version}", kdir / "vmlinuz")
     shutil.copyfile(ctx.rootfs / f"boot/initrd.img-{ctx.kernel_version}", kdir / "initrd.img")

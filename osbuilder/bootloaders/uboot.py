@@ -34,7 +34,7 @@ from osbuilder.bootloaders.uboot_env import (
 )
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import root_device
+from osbuilder.layout import SLOT_DIR, root_device
 from osbuilder.run import run
 
 UBOOT_FILE = "u-boot.bin"
@@ -45,7 +45,6 @@ ARGS_TEXT = """\
 #OSB_ARGS=console=ttyAMA0,115200 cgroup_enable=memory
 """
 
-SLOT_DIR = "osb"  # osb/<slot>/: vmlinuz, initrd.img and the board's dtbs
 
 BOOT_SCRIPT = """\
 # osbuilder A/B boot; state in {env} on this partition (osbuilder/bootloaders/uboot.py)

@@ -25,7 +25,7 @@ from osbuilder.bootloaders.bls import (
     slot_options,
 )
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOTS
+from osbuilder.layout import SLOT_DIR, SLOTS
 
 BOOT_TRIES = 3
 
@@ -97,7 +97,7 @@ class SystemdBootChooser:
     def _stage_kernel(self, slot: str) -> str:
         """Copy the slot's kernel and initrd to the ESP; returns the slot's OS version."""
         assert self.mount_slot is not None, "set_primary needs a slot mounter"
-        return stage_slot_files(self.mount_slot, slot, self.esp / "osb" / slot)
+        return stage_slot_files(self.mount_slot, slot, self.esp / SLOT_DIR / slot)
 
     def version(self, slot: str) -> str | None:
         """The slot's OS version, from its entry's title ("osbuilder 1.1.0 (slot b)")."""

@@ -17,9 +17,7 @@ from pathlib import Path
 from osbuilder.agent.upgrade.bootfs import SlotMounter, fat_write, stage_slot_files
 from osbuilder.bootloaders.uboot_env import BOOT_TRIES, ENV_FILE, env_blob, parse_env
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOTS
-
-SLOT_DIR = "osb"
+from osbuilder.layout import SLOT_DIR, SLOTS
 
 
 class UBootChooser:
