@@ -95,6 +95,7 @@ class SimNode:
         self.shutdown()
         self._set_ready("False")
         time.sleep(self.fleet.reboot_s)
+        verdict: dict[str, str | None]
         if self.fail:
             verdict = {"state": "failed", "error": "health gate: not healthy within 600 s: "
                        "k3s not active (k3s.service / k3s-agent.service)"}
