@@ -92,7 +92,9 @@ def test_window_local_time_and_midnight() -> None:
 
 
 # -- the planner -----------------------------------------------------------------------------
-def node(name: str, server: bool = False, ready: bool = True, **ann: str) -> NodeFacts:
+def node(name: str, server: bool = False, ann: dict[str, str] | None = None,
+         ready: bool = True, **more: str) -> NodeFacts:
+    ann = {**(ann or {}), **more}
     return NodeFacts(name, server, ready, False, {"site": "plant-7", p.BOARD_LABEL: "pc"},
                      {p.VERSION: "1.3.0", **{"osbuilder.io/" + k.replace("_", "-"): v
                                              for k, v in ann.items()}})
@@ -126,13 +128,13 @@ def test_first_plan_claims_one_server_only() -> None:
 def test_agents_wait_for_servers_then_go_concurrency_at_a_time() -> None:
     done = {"state": "done", "state_for": "uid-u1/1.4.0", "request": "uid-u1/1.4.0",
             "version": "1.4.0"}
-    fleet = [node("s1", True, **done), node("s2", True, request="uid-u1/1.4.0",
+    fleet = [node("s1", True, done), node("s2", True, request="uid-u1/1.4.0",
                                            state="rebooting", state_for="uid-u1/1.4.0"),
              *FLEET[2:]]
     pl = plan([upgrade()], fleet, NOW)
     assert drains(pl) == []  # s2 still upgrading: no agent yet
     assert pl.outcomes["u1"].records["s2"].phase == "Upgrading"
-    fleet[1] = node("s2", True, **{**done, "state": "failed", "message": "boom"})
+    fleet[1] = node("s2", True, {**done, "state": "failed", "message": "boom"})
     pl = plan([upgrade(maxFailures=2)], fleet, NOW)
     assert drains(pl) == ["a1", "a2"]  # a failed server counts as finished
     assert pl.outcomes["u1"].records["s2"].message == "boom"
@@ -167,7 +169,7 @@ def test_restart_is_idempotent_no_second_request() -> None:
     """The plan after a restart, from the API alone, asks nothing new of a node at work."""
     working = {"request": "uid-u1/1.4.0", "state": "installing",
                "state_for": "uid-u1/1.4.0", "cordoned": "true"}
-    fleet = [node("s1", True, **working), *FLEET[1:]]
+    fleet = [node("s1", True, working), *FLEET[1:]]
     pl = plan([upgrade()], fleet, NOW)
     assert drains(pl) == [] and pl.actions == []
     assert pl.outcomes["u1"].records["s1"].phase == "Upgrading"
