@@ -12,13 +12,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from osbuilder.agent.fleet.kubeapi import Endpoint, Kube
 from osbuilder.agent.fleet.watcher import NodeWatcher
 from osbuilder.agent.fs import write_json
 from osbuilder.agent.paths import AgentPaths
-from tests.helpers.kube_double import KubeDouble
+
+
+class Store(Protocol):
+    """What the simulation needs of an API: the double (tests/helpers/kube_double.py) or
+    a real cluster (tests/e2e/test_fleet_real_k3s.py)."""
+
+    def create(self, coll: str, obj: dict[str, Any]) -> dict[str, Any]: ...
+    def get(self, coll: str, key: str) -> dict[str, Any]: ...
+    def items(self, coll: str) -> list[dict[str, Any]]: ...
+    def patch(self, coll: str, key: str, patch: dict[str, Any], subresource: str = ""
+              ) -> dict[str, Any]: ...
 
 SERVER_LABEL = "node-role.kubernetes.io/control-plane"
 
@@ -110,12 +120,12 @@ class SimNode:
 
     def _set_ready(self, status: str) -> None:
         self.fleet.api.patch("nodes", self.name, {"status": {"conditions": [
-            {"type": "Ready", "status": status}]}})
+            {"type": "Ready", "status": status}]}}, "status")
 
     def boot(self) -> None:
         self.boots += 1
         self._stop = threading.Event()
-        kube = Kube(Endpoint(self.fleet.url, None), f"osbuilder-watch-node/{self.name}")
+        kube = Kube(self.fleet.endpoint, f"osbuilder-watch-node/{self.name}")
         self.fleet.kubes.append(kube)
         self.watcher = NodeWatcher(kube, self.name, self.paths, self, lambda: self.version,
                                    board="qemu-amd64", poll_s=0.05, idle_s=1.0, watch_s=30,
@@ -131,9 +141,10 @@ class SimNode:
 
 
 class Fleet:
-    def __init__(self, api: KubeDouble, url: str, tmp: Path, step_s: float = 0.03,
+    def __init__(self, api: Store, url: str | Endpoint, tmp: Path, step_s: float = 0.03,
                  reboot_s: float = 0.1) -> None:
-        self.api, self.url, self.tmp = api, url, tmp
+        self.api, self.tmp = api, tmp
+        self.endpoint = Endpoint(url, None) if isinstance(url, str) else url
         self.step_s, self.reboot_s = step_s, reboot_s
         self.nodes: dict[str, SimNode] = {}
         self.installs: list[Install] = []
@@ -141,12 +152,14 @@ class Fleet:
         self.lock = threading.Lock()
 
     def add(self, name: str, server: bool = False, version: str = "1.3.0", fail: bool = False,
-            labels: dict[str, str] | None = None, pods: int = 2) -> SimNode:
+            labels: dict[str, str] | None = None, pods: int = 2, daemonset: bool = True
+            ) -> SimNode:
         n = SimNode(self, name, server, version, fail, labels or {"site": "plant-7"})
         self.nodes[name] = n
         for i in range(pods):
             self.api.create("pods", pod(f"{name}-app-{i}", name))
-        self.api.create("pods", pod(f"{name}-ds", name, owner="DaemonSet"))
+        if daemonset:
+            self.api.create("pods", pod(f"{name}-ds", name, owner="DaemonSet"))
         return n
 
     def standard(self, fail: str = "") -> Fleet:

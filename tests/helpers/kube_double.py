@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import queue
+import ssl
 import threading
 import time
 import uuid
@@ -126,7 +127,7 @@ class KubeDouble:
                                                    patch.get("status") or {}))
             else:
                 new = merge_patch(old, {k: v for k, v in patch.items() if k != "status"
-                                        or coll not in ("osupgrades",)})
+                                        or coll not in ("osupgrades", "nodes", "pods")})
                 rv = (patch.get("metadata") or {}).get("resourceVersion")
                 if rv and rv != old["metadata"]["resourceVersion"]:
                     raise ApiFail(409, "the object has been modified")
@@ -330,15 +331,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(api: KubeDouble) -> Iterator[str]:
-    """The double on a loopback port; yields its base URL."""
+def serve(api: KubeDouble, tls: ssl.SSLContext | None = None) -> Iterator[str]:
+    """The double on a loopback port; yields its base URL (https with `tls`)."""
     handler = type("Handler", (_Handler,), {"api": api})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        scheme = "https" if tls is not None else "http"
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.closing = True  # type: ignore[attr-defined]
         server.shutdown()

@@ -355,3 +355,18 @@ def test_controller_killed_mid_rollout_resumes(api: tuple[KubeDouble, str], flee
     assert sorted(i.node for i in fleet.installs) == sorted(fleet.nodes)  # once each
     assert all(n.boots == 2 for n in fleet.nodes.values())
     check_order_and_cordons(d, fleet)
+
+
+def test_real_processes_rss_requests_and_rollout_time(tmp_path: Path) -> None:
+    """`osbuilder-agent controller` and `osbuilder-agent watch-node` as real processes at
+    their production timings (bench/fleet.py): the issue's RSS targets, and the API
+    requests per node per upgrade stay few."""
+    from bench.fleet import rollout
+
+    f = rollout(tmp_path)
+    print(f)
+    assert f["controller_peak_rss_mib"] <= 60, f
+    assert f["watcher_peak_rss_mib"] <= 30, f
+    assert f["requests_per_node"]["controller"] <= 20, f
+    assert f["requests_per_node"]["watchers"] <= 10, f
+    assert f["rollout_seconds"] < 60, f
