@@ -141,6 +141,9 @@ def test_rollout_servers_first_concurrency_drain_and_uncordon(
                if e["involvedObject"]["kind"] == "Node"
                and e["involvedObject"]["name"] == "agent-3"]
     assert reasons == ["Draining", "Upgrading", "Upgraded"]
+    mine = [e for e in d.items("events") if e["involvedObject"]["kind"] == "OSUpgrade"]
+    assert {e["involvedObject"]["apiVersion"] for e in mine} == {"osbuilder.io/v1alpha1"}
+    assert [e["reason"] for e in mine][-2:] == ["Upgraded", "Complete"]
     ds_pods = [p["metadata"]["name"] for p in d.items("pods")]
     assert sorted(ds_pods) == sorted(f"{n}-ds" for n in fleet.nodes)  # DaemonSets stay
 

@@ -152,7 +152,9 @@ class Controller:
             "metadata": {"name": f"{meta['name']}.{int(now * 1e6):x}{next(self._seq)}",
                          "namespace": "default"},
             "involvedObject": {"kind": ev.kind, "name": meta["name"], "uid": meta.get("uid"),
-                               "apiVersion": obj.get("apiVersion", "v1")},
+                               # list items carry no apiVersion: set it by kind
+                               "apiVersion": f"{p.GROUP}/{p.API_VERSION}"
+                               if ev.kind == "OSUpgrade" else "v1"},
             "reason": ev.reason, "message": ev.message[:1000],
             "type": "Warning" if ev.warning else "Normal",
             "source": {"component": "osbuilder-controller", "host": self.identity},
