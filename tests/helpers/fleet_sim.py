@@ -171,8 +171,17 @@ class Fleet:
         return self
 
     def boot_all(self) -> None:
+        """Boot every node and wait for its watcher's first report (the board label), as
+        in a fleet that has run for a while before an upgrade."""
         for n in self.nodes.values():
             n.boot()
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if all((self.api.get("nodes", n)["metadata"].get("labels") or {}).get(
+                    "osbuilder.io/board") for n in self.nodes):
+                return
+            time.sleep(0.05)
+        raise AssertionError("node watchers did not report within 10 s")
 
     def shutdown(self) -> None:
         for n in self.nodes.values():

@@ -34,6 +34,7 @@ class Informer:
         self.kube, self.path, self.changed = kube, path, changed
         self.query = dict(query or {})
         self.watch_s, self.retry_s, self.log = watch_s, retry_s, log
+        self._failures = 0
         self.synced = threading.Event()
         self._items: dict[str, Obj] = {}
         self._lock = threading.Lock()
@@ -70,6 +71,8 @@ class Informer:
 
     def _relist(self) -> str:
         got = self.kube.get(self.path, **self.query)
+        if not isinstance(got.get("items"), list):
+            raise OsbError(f"{self.path}: the server answered a LIST without items")
         with self._lock:
             self._items = {o["metadata"]["name"]: o for o in got.get("items", [])}
         self.synced.set()
@@ -82,6 +85,7 @@ class Informer:
             try:
                 if not rv:
                     rv = self._relist()
+                t0, seen = time.monotonic(), 0
                 for ev in self.kube.watch(self.path, rv, self.watch_s, self.query, self._conn):
                     kind, obj = ev.get("type"), ev.get("object") or {}
                     if kind == "ERROR":
@@ -89,7 +93,12 @@ class Informer:
                             rv = ""
                             break
                         raise OsbError(f"watch {self.path}: {obj.get('message')}")
+                    if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK") or (
+                            kind != "BOOKMARK" and "name" not in obj.get("metadata", {})):
+                        raise OsbError(f"watch {self.path}: not a watch event: {str(ev)[:80]}")
                     rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    seen += 1
+                    self._failures = 0
                     if kind == "BOOKMARK":
                         continue
                     name = obj["metadata"]["name"]
@@ -99,6 +108,8 @@ class Informer:
                         elif rv_newer(obj, self._items.get(name)):
                             self._items[name] = obj
                     self.changed()
+                if rv and not seen and time.monotonic() - t0 < 1:  # never a busy loop
+                    self._pause(f"watch {self.path} ended at once")
             except ApiError as exc:
                 if exc.status == 410:
                     rv = ""
@@ -108,6 +119,9 @@ class Informer:
                 self._pause(f"{exc}")
 
     def _pause(self, why: str) -> None:
+        """Back off while the API is down or not what we expect: retry_s, doubling to 60 s."""
         if not self._stop.is_set():
-            self.log(f"{why}; watching again in {self.retry_s:.0f} s")
-            time.sleep(self.retry_s)
+            wait = min(self.retry_s * 2 ** self._failures, 60.0)
+            self._failures += 1
+            self.log(f"{why}; watching again in {wait:.0f} s")
+            self._stop.wait(wait)
