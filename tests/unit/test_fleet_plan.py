@@ -272,3 +272,42 @@ def test_crd_is_structural_and_accepts_the_issue_example() -> None:
                 {k: v for k, v in ISSUE_SPEC.items() if k != "bundleURL"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({**obj, "spec": bad}, schema)
+
+
+# -- release channels and the status written ------------------------------------------------
+def test_channel_answers_text_or_json_and_is_asked_at_most_every_interval() -> None:
+    from osbuilder.agent.fleet.channel import Channels
+    from tests.unit.test_apply_fs import serve
+
+    t = [0.0]
+    routes = {"/stable": (200, b"1.4.0\n"), "/json": (200, b'{"version": "1.5.0-rc1"}'),
+              "/junk": (200, b"<html>oops</html>")}
+    with serve(routes) as (url, asked):
+        ch = Channels(every_s=300, clock=lambda: t[0])
+        assert ch.latest(url + "/stable") == ("1.4.0", "")
+        assert ch.latest(url + "/json") == ("1.5.0-rc1", "")
+        version, problem = ch.latest(url + "/junk")
+        assert version is None and "not a version" in problem
+        routes["/stable"] = (200, b"1.4.1\n")
+        assert ch.latest(url + "/stable")[0] == "1.4.0"  # asked 0 s ago: not again
+        t[0] = 301
+        assert ch.latest(url + "/stable")[0] == "1.4.1"
+        routes["/stable"] = (500, b"down")
+        t[0] = 700
+        version, problem = ch.latest(url + "/stable")
+        assert version == "1.4.1" and "500" in problem  # the last good answer is kept
+        assert asked.count("/stable") == 3
+
+
+def test_invalid_spec_status_names_the_field() -> None:
+    from osbuilder.agent.fleet.status import status_of, upgrade_facts
+
+    obj = {"metadata": {"name": "bad", "uid": "u", "generation": 2,
+                        "creationTimestamp": "2026-11-23T10:00:00Z"},
+           "spec": {**ISSUE_SPEC, "window": {"timeZone": "Europe/Atlantis"}}}
+    facts = upgrade_facts(obj, NOW)
+    st = status_of(obj, plan([facts], FLEET, NOW).outcomes["bad"], facts.target, NOW)
+    assert st["phase"] == "Invalid" and st["progress"] == "0/0"
+    inv = next(c for c in st["conditions"] if c["type"] == "Invalid")
+    assert inv["status"] == "True" and inv["observedGeneration"] == 2
+    assert "spec.window.timeZone: unknown time zone 'Europe/Atlantis'" in inv["message"]
