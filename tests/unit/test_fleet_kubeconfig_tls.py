@@ -47,7 +47,9 @@ def tls_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     ctx.load_verify_locations(tmp_path / "ca.crt")
     ctx.verify_mode = ssl.CERT_REQUIRED
     api = KubeDouble()
-    api.create("nodes", {"metadata": {"name": "agent-1"}})
+    api.create("nodes", {"metadata": {"name": "agent-1"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True"}]}})
+    api.create("nodes", {"metadata": {"name": "agent-2"}})
     with serve(api, ctx) as url:
         yield url, tmp_path
 
@@ -98,3 +100,21 @@ def test_bad_kubeconfig_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(OsbError, match=r"k.yaml: clusters\[\].cluster.server: expected an "
                                        r"https:// URL, got '127.0.0.1:6443'"):
         load_kubeconfig(k)
+
+
+def test_health_gate_node_ready_through_the_kubelet_credential(tls_api: tuple[str, Path],
+                                                              tmp_path: Path) -> None:
+    """The upgrade health gate's Ready check uses the same client and credential."""
+    from osbuilder.agent.upgrade.kube import node_ready
+
+    url, d = tls_api
+    k = d / "kubelet.kubeconfig"
+    k.write_text(config(url, f"    certificate-authority: {d / 'ca.crt'}\n",
+                        f"    client-certificate: {d / 'client.crt'}\n"
+                        f"    client-key: {d / 'client.key'}\n"))
+    assert node_ready("agent-1", k) == (True, "node agent-1 Ready=True")
+    assert node_ready("agent-2", k) == (False, "node agent-2 has no Ready condition yet")
+    ok, why = node_ready("agent-9", k)
+    assert not ok and "HTTP 404" in why
+    assert node_ready("agent-1", tmp_path / "none") == (
+        False, f"no kubelet credential yet ({tmp_path / 'none'})")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from bench.fleet import kubeconfig, rollout
 from osbuilder.agent.fleet import protocol as pr
 from osbuilder.agent.fleet.controller import Controller
 from osbuilder.agent.fleet.kubeapi import Endpoint, Kube
@@ -304,14 +305,6 @@ def test_drain_blocked_by_pdb_times_out_and_fails_node_without_reboot(
     assert len(evictions) >= 2  # tried again while waiting
 
 
-def kubeconfig(tmp: Path, url: str) -> Path:
-    k = tmp / "kubeconfig.yaml"
-    k.write_text(f"apiVersion: v1\nclusters: [{{name: c, cluster: {{server: '{url}'}}}}]\n"
-                 "users: [{name: u, user: {token: t}}]\n"
-                 "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
-    return k
-
-
 RUN_CONTROLLER = """
 import sys, threading
 from pathlib import Path
@@ -367,8 +360,6 @@ def test_real_processes_rss_requests_and_rollout_time(tmp_path: Path) -> None:
     """`osbuilder-agent controller` and `osbuilder-agent watch-node` as real processes at
     their production timings (bench/fleet.py): the issue's RSS targets, and the API
     requests per node per upgrade stay few."""
-    from bench.fleet import rollout
-
     f = rollout(tmp_path)
     print(f)
     assert f["controller_peak_rss_mib"] <= 60, f
