@@ -311,3 +311,14 @@ def test_invalid_spec_status_names_the_field() -> None:
     inv = next(c for c in st["conditions"] if c["type"] == "Invalid")
     assert inv["status"] == "True" and inv["observedGeneration"] == 2
     assert "spec.window.timeZone: unknown time zone 'Europe/Atlantis'" in inv["message"]
+
+
+def test_node_name_from_k3s_config_or_hostname(tmp_path: Path) -> None:
+    import socket
+
+    from osbuilder.agent.fleet.service import node_name
+
+    cfg = tmp_path / "config.yaml"
+    assert node_name(cfg) == socket.gethostname()
+    cfg.write_text("token: x\nnode-name: edge-7\n")
+    assert node_name(cfg) == "edge-7"

@@ -15,6 +15,7 @@ from osbuilder.agent.sysinfo import os_release, read
 from osbuilder.agent.upgrade.kube import KUBELET_KUBECONFIG
 
 ADMIN_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
+K3S_CONFIG = Path("/etc/rancher/k3s/config.yaml")
 WAIT_S = 10.0
 
 
@@ -33,6 +34,18 @@ def _wait_for(path: Path, stop: threading.Event, what: str) -> None:
             print(f"osbuilder-agent: waiting for {what} ({path})", flush=True)
             told = True
         time.sleep(WAIT_S)
+
+
+def node_name(k3s_config: Path = K3S_CONFIG) -> str:
+    """The Node's name as k3s registers it: `node-name` from its config, else the hostname."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(k3s_config.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        cfg = {}
+    name = cfg.get("node-name") if isinstance(cfg, dict) else None
+    return str(name) if name else socket.gethostname()
 
 
 def controller(kubeconfig: Path | None, identity: str | None) -> int:
@@ -54,7 +67,7 @@ def watch_node(kubeconfig: Path | None, node: str | None, paths: AgentPaths) -> 
     stop = threading.Event()
     path = kubeconfig or KUBELET_KUBECONFIG
     _wait_for(path, stop, "the kubelet credential")
-    name = node or socket.gethostname()  # k3s registers the node under its hostname
+    name = node or node_name()
     release = os_release(read("/usr/lib/os-release"))
     w = NodeWatcher(Kube(load_kubeconfig(path), f"osbuilder-watch-node/{name}"), name, paths,
                     SystemdInstaller(), lambda: os_release(read("/usr/lib/os-release")).get(
