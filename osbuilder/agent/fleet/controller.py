@@ -115,7 +115,7 @@ class Controller:
                 break  # the next holder takes over from what the API shows
             try:
                 if isinstance(a, DrainNode):
-                    self.drain_step(a, nodes, now)
+                    self.drain_step(a, ups, nodes, now)
                 else:
                     self.log(f"{a.node}: uncordon")
                     nodes.put(drain.uncordon(self.kube, a.node))
@@ -124,7 +124,7 @@ class Controller:
         return any(r.phase in (DRAINING, UPGRADING)
                    for o in todo.outcomes.values() for r in o.records.values())
 
-    def drain_step(self, a: DrainNode, nodes: Informer, now: float) -> None:
+    def drain_step(self, a: DrainNode, ups: Informer, nodes: Informer, now: float) -> None:
         if now - self._drained_at.get(a.node, -1e18) < self.busy_s:
             return
         self._drained_at[a.node] = now
@@ -139,8 +139,14 @@ class Controller:
         if not res.drained:
             return
         self.log(f"{a.node}: drained; asking for {a.version} ({a.url})")
-        nodes.put(self.kube.patch(name_path(p.NODES, a.node), {"metadata": {"annotations": {
-            p.DESIRED_VERSION: a.version, p.BUNDLE_URL: a.url, p.REQUEST: a.request}}}))
+        asked = self.kube.patch(name_path(p.NODES, a.node), {"metadata": {"annotations": {
+            p.DESIRED_VERSION: a.version, p.BUNDLE_URL: a.url, p.REQUEST: a.request}}})
+        nodes.put(asked)
+        # here, not from a plan: a quick node may be done before the next plan sees it work
+        msg = f"drained; asked to install {a.version}"
+        self.post_event(Event("Node", a.node, "Upgrading", msg), asked, now)
+        self.post_event(Event("OSUpgrade", a.upgrade, "Upgrading", f"{a.node}: {msg}"),
+                        ups.get(a.upgrade), now)
 
     def post_event(self, ev: Event, obj: Obj | None, now: float) -> None:
         if obj is None:

@@ -230,8 +230,6 @@ class _Rollout:
                           if state == p.DONE else "failed")
             self.event(n.name, "UpgradeFailed", why, warning=True)
             return Record(FAILED, target, self.now, self.role(n.name), state, why)
-        if not old or old.phase != UPGRADING:
-            self.event(n.name, "Upgrading", f"drained; asked to install {target}")
         return Record(UPGRADING, target, since, self.role(n.name), state or "requested", msg)
 
     def release(self, name: str, old: Record | None) -> None:
