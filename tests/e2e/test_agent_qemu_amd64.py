@@ -94,6 +94,14 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert "osbuilder-osupgrade-crd.yaml" in out, out
         assert "waiting for the k3s admin kubeconfig" in out, out
         assert "/api/v1/nodes: the server answered a LIST without items" in out, out
+        out = vm.shell("for u in osbuilder-watch-node osbuilder-controller; do echo $u "
+                       "$(grep VmHWM /proc/$(systemctl show -p MainPID --value $u)/status); "
+                       "done")
+        hwm = {m.group(1): int(m.group(2)) / 1024 for m in re.finditer(
+            r"osbuilder-(watch-node|controller) VmHWM:\s+(\d+) kB", out)}
+        print(f"in the image: watch-node peak RSS {hwm.get('watch-node', 0):.1f} MiB, "
+              f"controller (waiting for k3s) {hwm.get('controller', 0):.1f} MiB")
+        assert 0 < hwm["watch-node"] <= 30, out
         # figures: `boot` again on the unchanged config (what every later boot does)
         out = vm.shell("echo s3cret-e2e | sudo -S osbuilder-agent boot; "
                        "osbuilder-agent status; sync", timeout=180)
