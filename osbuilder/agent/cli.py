@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                         "this node for (annotations on its Node)")
     wn.add_argument("--kubeconfig", type=Path,
                     help="default: the kubelet's, /var/lib/rancher/k3s/agent/kubelet.kubeconfig")
-    wn.add_argument("--node", help="Node name (default: hostname)")
+    wn.add_argument("--node", help="Node name (default: k3s's node-name, else the hostname)")
     args = parser.parse_args(argv)
     paths = AgentPaths()
     try:
