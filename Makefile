@@ -31,7 +31,7 @@ BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR)) \
 	$(if $(KEYS),--sign-key $(KEYS)/signing.key.pem --sign-cert $(KEYS)/signing.cert.pem)
 
-.PHONY: help deps venv dib image run test test-all unit lint bench clean
+.PHONY: help deps venv dib image run test test-all unit lint bench bench-fleet clean
 
 help:
 	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
@@ -39,6 +39,7 @@ help:
 	@echo "make test    lint + unit + integration + representative QEMU boots"
 	@echo "make test-all  everything, including the slow QEMU and board legs"
 	@echo "make bench   build and boot figures, osbuilder side by side with diskimage-builder"
+	@echo "make bench-fleet  fleet upgrade figures: controller/watcher RSS, API requests, rollout time"
 	@echo "make dib     install diskimage-builder (rootfs backend dib) into $(DIB_VENV)"
 
 deps:
@@ -87,6 +88,9 @@ test-all: deps venv dib lint
 
 bench: deps venv dib
 	$(PY) bench/bench.py
+
+bench-fleet: venv
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(OUT) $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -54,9 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("grow-data", help="(first boot, MBR disks) grow the data partition")
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
+    ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
+    ctl.add_argument("--kubeconfig", type=Path, help="default: /etc/rancher/k3s/k3s.yaml")
+    ctl.add_argument("--identity", help="name in the leader Lease (default: hostname)")
+    wn = sub.add_parser("watch-node", help="carry out fleet upgrades the controller asks "
+                        "this node for (annotations on its Node)")
+    wn.add_argument("--kubeconfig", type=Path,
+                    help="default: the kubelet's, /var/lib/rancher/k3s/agent/kubelet.kubeconfig")
+    wn.add_argument("--node", help="Node name (default: k3s's node-name, else the hostname)")
     args = parser.parse_args(argv)
     paths = AgentPaths()
     try:
+        if args.command in ("controller", "watch-node"):
+            from osbuilder.agent.fleet import service
+
+            if args.command == "controller":
+                return service.controller(args.kubeconfig, args.identity)
+            return service.watch_node(args.kubeconfig, args.node, paths)
         if args.command in ("upgrade", "rollback", "mark-good", "health-gate", "bootloader"):
             from osbuilder.agent.upgrade import node
 

@@ -82,6 +82,26 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
         out = vm.shell("echo s3cret-e2e | sudo -S cat /etc/rancher/k3s/config.yaml; sync")
         assert "cluster-init: true" in out and "k3s.example.test" in out
+        # fleet upgrades: the server deploys the OSUpgrade CRD and runs the controller
+        # (waiting here: the stand-in writes no k3s.yaml); the node watcher has read the
+        # kubelet credential and asked the stand-in's API, which cannot LIST
+        out = vm.shell("systemctl is-active osbuilder-controller.service "
+                       "osbuilder-watch-node.service; echo s3cret-e2e | sudo -S ls "
+                       "/var/lib/rancher/k3s/server/manifests; sleep 5; sudo journalctl -b "
+                       "--no-pager -o cat -u osbuilder-watch-node -u osbuilder-controller",
+                       timeout=120)
+        assert [ln.strip() for ln in out.splitlines()].count("active") == 2, out
+        assert "osbuilder-osupgrade-crd.yaml" in out, out
+        assert "waiting for the k3s admin kubeconfig" in out, out
+        assert "/api/v1/nodes: the server answered a LIST without items" in out, out
+        out = vm.shell("for u in osbuilder-watch-node osbuilder-controller; do echo $u "
+                       "$(grep VmHWM /proc/$(systemctl show -p MainPID --value $u)/status); "
+                       "done")
+        hwm = {m.group(1): int(m.group(2)) / 1024 for m in re.finditer(
+            r"osbuilder-(watch-node|controller) VmHWM:\s+(\d+) kB", out)}
+        print(f"in the image: watch-node peak RSS {hwm.get('watch-node', 0):.1f} MiB, "
+              f"controller (waiting for k3s) {hwm.get('controller', 0):.1f} MiB")
+        assert 0 < hwm["watch-node"] <= 30, out
         # figures: `boot` again on the unchanged config (what every later boot does)
         out = vm.shell("echo s3cret-e2e | sudo -S osbuilder-agent boot; "
                        "osbuilder-agent status; sync", timeout=180)

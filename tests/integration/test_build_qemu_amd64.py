@@ -103,6 +103,16 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     assert "no --keyring: this image will refuse every update bundle" in qemu_amd64_build.log
     # k3s is installed but not enabled: the node agent enables the right role
     assert not [f for f in listing if "multi-user.target.wants/k3s" in f]
+    # fleet upgrades: the CRD servers deploy, the controller starting with k3s (servers),
+    # the node watcher on every node, and the time zones maintenance windows are read in
+    crd = squash_read(img, root_a, "usr/share/osbuilder/manifests/osupgrade-crd.yaml",
+                      tmp_path).decode()
+    assert "name: osupgrades.osbuilder.io" in crd
+    for f in ("etc/systemd/system/k3s.service.wants/osbuilder-controller.service",
+              "etc/systemd/system/multi-user.target.wants/osbuilder-watch-node.service",
+              "usr/lib/python3/dist-packages/osbuilder/agent/fleet/controller.py",
+              "usr/share/zoneinfo/Europe/Berlin"):
+        assert f in listing, f"{f} missing from the root squashfs"
 
 
 def test_manifest(qemu_amd64_build: Build) -> None:

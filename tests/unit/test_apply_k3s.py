@@ -120,6 +120,22 @@ def test_manifests_only_on_servers(tmp_path: Path) -> None:
     assert not (agent / k3s.MANIFESTS).exists()
 
 
+def test_image_manifests_deployed_on_servers_only(tmp_path: Path) -> None:
+    """The OSUpgrade CRD from the image lands in k3s's auto-deploy folder on servers."""
+    crd = Path(__file__).resolve().parents[2] / "overlays/common" / k3s.IMAGE_MANIFESTS
+    for role in ("server", "agent"):
+        root = tmp_path / role
+        (root / k3s.IMAGE_MANIFESTS).mkdir(parents=True)
+        src = crd / "osupgrade-crd.yaml"
+        (root / k3s.IMAGE_MANIFESTS / src.name).write_bytes(src.read_bytes())
+        k3s.apply(manifests_cfg(**({} if role == "server" else
+                                   {"server_url": "https://s:6443"})), FACTS, root)
+    deployed = tmp_path / "server" / k3s.MANIFESTS / "osbuilder-osupgrade-crd.yaml"
+    assert yaml.safe_load(deployed.read_text())["metadata"]["name"] == "osupgrades.osbuilder.io"
+    assert mode(deployed) == 0o600
+    assert not (tmp_path / "agent" / k3s.MANIFESTS).exists()
+
+
 def test_fetch_manifests(tmp_path: Path) -> None:
     routes = {"/m.yaml": (200, DEPLOY.encode()), "/bad.yaml": (200, b"a: [unclosed\n")}
     with serve(routes) as (url, asked):

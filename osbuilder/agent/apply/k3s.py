@@ -18,6 +18,8 @@ CONFIG = "etc/rancher/k3s/config.yaml"
 REGISTRIES = "etc/rancher/k3s/registries.yaml"
 ENVIRONMENT = "etc/default/k3s"
 MANIFESTS = "var/lib/rancher/k3s/server/manifests"
+# manifests every server deploys (the OSUpgrade CRD), shipped in the read-only image
+IMAGE_MANIFESTS = "usr/share/osbuilder/manifests"
 WANTS = "etc/systemd/system/multi-user.target.wants"
 UNITS = {"server": "k3s.service", "agent": "k3s-agent.service"}
 
@@ -100,6 +102,8 @@ def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     write_or_remove(root / REGISTRIES, _dump(k.registries) if k.registries else None, 0o600)
     write_or_remove(root / ENVIRONMENT, env, 0o600)
     if k.role == "server":
+        for f in sorted((root / IMAGE_MANIFESTS).glob("*.yaml")):
+            write_atomic(root / MANIFESTS / f"osbuilder-{f.name}", f.read_bytes(), 0o600)
         # k3s's own manifests share this folder, so nothing is ever removed from it.
         for m in k.manifests:
             if m.content is not None:
