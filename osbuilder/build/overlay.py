@@ -1,4 +1,5 @@
-"""Stage overlay: lay overlays/{common,<arch>,<board>} over the rootfs; render *.j2.
+"""Stage overlay: lay overlays/{common,<package set>,<arch>,<board>} over the rootfs;
+render *.j2.
 
 Later layers win. Templates see `board`, `image`, `labels` and `persistent`; an
 undefined name is an error, not an empty string.
@@ -13,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from osbuilder.boards import Board
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 from osbuilder.layout import LABEL_BOOT, LABEL_DATA, SLOTS, root_label
@@ -48,9 +50,11 @@ def render(template: str, variables: dict[str, Any], name: str) -> str:
         raise OsbError(f"overlay template {name}: {exc}") from exc
 
 
-def layers(ctx: BuildContext, root: Path = OVERLAYS_DIR) -> list[Path]:
-    return [p for p in (root / "common", root / ctx.board.arch, root / ctx.board.name)
-            if p.is_dir()]
+def layers(board: Board, root: Path = OVERLAYS_DIR) -> list[Path]:
+    """common, then one per package set that has a folder (its packages' configuration,
+    e.g. overlays/cloud-init), then the arch, then the board."""
+    names = ["common", *board.package_sets, board.arch, board.name]
+    return [root / n for n in names if (root / n).is_dir()]
 
 
 def apply_layer(layer: Path, dest_root: Path, variables: dict[str, Any]) -> list[Path]:
@@ -78,6 +82,6 @@ def apply_layer(layer: Path, dest_root: Path, variables: dict[str, Any]) -> list
 
 def apply_overlays(ctx: BuildContext) -> None:
     variables = template_vars(ctx)
-    for layer in layers(ctx):
+    for layer in layers(ctx.board):
         n = len(apply_layer(layer, ctx.rootfs, variables))
         ctx.progress.say(f"    {layer.relative_to(OVERLAYS_DIR.parent)}: {n} files")

@@ -89,3 +89,12 @@ def test_not_yaml(tmp_path: Path) -> None:
     p.write_text("name: [unclosed\n")
     with pytest.raises(OsbError, match="not valid YAML"):
         load_board_file(p)
+
+
+def test_ec2_boards_carry_cloud_init_and_default_to_ami() -> None:
+    for name in ("ec2-a1", "ec2-amd64"):
+        b = load_board(name)
+        assert "cloud-init" in b.all_packages() and b.formats == ("img", "ami")
+        assert b.bootloader == "systemd-boot" and "ena" in b.initramfs_modules
+    assert load_board("ec2-amd64").kernel.package == "linux-image-cloud-amd64"
+    assert "cloud-init" not in load_board("qemu-amd64").all_packages()

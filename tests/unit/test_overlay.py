@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from osbuilder.boards import load_board
-from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, render
+from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, layers, render
 from osbuilder.errors import OsbError
 
 
@@ -58,3 +58,14 @@ def test_shipped_overlay_renders(tmp_path: Path, board: str) -> None:
     assert 'mount -o bind "$D/etc/rancher" "${rootmnt}/etc/rancher"' in script
     assert os.access(tmp_path / "etc/initramfs-tools/scripts/local-bottom/osbuilder", os.X_OK)
     assert "{{" not in script
+
+
+def test_package_set_layers_only_on_boards_with_the_set() -> None:
+    names = [p.name for p in layers(load_board("ec2-amd64"))]
+    assert names == ["common", "cloud-init"]
+    assert [p.name for p in layers(load_board("qemu-amd64"))] == ["common"]
+    cfg = (OVERLAYS_DIR / "cloud-init/etc/cloud/cloud.cfg.d/90-osbuilder.cfg").read_text()
+    # cloud-init must leave to the agent what the agent owns
+    for line in ("preserve_hostname: true", "users: []", "network: {config: disabled}",
+                 "cloud_init_modules: [seed_random, bootcmd, write_files]"):
+        assert line in cfg
