@@ -25,6 +25,8 @@ examples:
   sudo osbuilder build --board nuc-amd64 --config node.yaml --compress
   sudo osbuilder build --board qemu-amd64 --k3s-dir ./k3s-release   # air-gapped build
   osbuilder validate-board boards/qemu-amd64.yaml
+  sudo osbuilder flash out/osbuilder-rpi-arm64-1.0.0.img.zst /dev/sdb --config node.yaml
+  osbuilder publish ami --region eu-west-1 --bucket my-images out/osbuilder-ec2-a1-1.0.0.img
 
 Artifacts land in --out (default ./out): <name>.img, <name>.manifest.json.
 Downloads and rootfs tarballs are cached in ~/.cache/osbuilder (--cache-dir).
@@ -66,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--k3s-airgap-images", action="store_true",
                    help="also download the k3s air-gap images into the image")
     b.add_argument("--config", type=Path, help="node config.yaml to put on the boot partition")
-    b.add_argument("--format", help="comma-separated formats: img (raw disk), qcow2 "
-                                    "(default: the board's)")
+    b.add_argument("--format", help="comma-separated formats: img (raw disk), qcow2, ami "
+                                    "(raw disk + .ami.json for `publish ami`; default: the "
+                                    "board's)")
     b.add_argument("--compress", action="store_true",
                    help="also write <image>.img.zst (with format img)")
     b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
@@ -98,6 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--disk-size", default="8G",
                    help="grow a scratch copy of the image to this size (the data partition "
                         "fills it on first boot); the image itself is never modified")
+
+    fl = sub.add_parser("flash", help="write an image to an SD card or USB stick, verify it, "
+                        "add config.yaml")
+    fl.add_argument("image", type=Path, help="disk image (.img or .img.zst)")
+    fl.add_argument("device", type=Path, help="whole removable disk, e.g. /dev/sdb or "
+                    "/dev/mmcblk0 (see lsblk)")
+    fl.add_argument("--config", type=Path,
+                    help="node config.yaml to put on the boot partition (validated first)")
+    fl.add_argument("--force", action="store_true",
+                    help="also write a partition, a non-removable disk or a regular file "
+                         "(never a mounted disk)")
+
+    pb = sub.add_parser("publish", help="publish a built image to a cloud")
+    pb_sub = pb.add_subparsers(dest="publish_command", required=True)
+    pa = pb_sub.add_parser(
+        "ami", help="upload to S3, import as an EBS snapshot, register an AMI; prints its id",
+        description="Credentials come from the standard AWS chain (environment, AWS_PROFILE, "
+                    "~/.aws, SSO, instance role). EC2 imports through the `vmimport` role.")
+    pa.add_argument("image", type=Path, help="the .img (or .ami.json) of a --format ami build")
+    pa.add_argument("--region", required=True, help="AWS region, e.g. eu-west-1")
+    pa.add_argument("--bucket", required=True, help="S3 bucket in that region for the upload "
+                    "(the object is deleted after the import)")
+    pa.add_argument("--name", help="AMI name (default osbuilder-<board>-<version>)")
+    pa.add_argument("--public", action="store_true", help="let every AWS account launch it")
 
     sub.add_parser("boards", help="list boards with arch and formats")
     s = sub.add_parser("show-board", help="print a board's resolved settings")
@@ -248,6 +275,19 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_build(args)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "flash":
+            from osbuilder.flash import flash
+
+            flash(args.image, args.device, Progress(), args.config, args.force)
+            print(f"{args.device}: flashed and verified")
+            return 0
+        if args.command == "publish":
+            from osbuilder.publish.ami import PublishOptions, publish_ami
+
+            done = publish_ami(args.image, PublishOptions(args.region, args.bucket, args.name,
+                                                          args.public), Progress())
+            print(done.ami_id)
+            return 0
         if args.command == "keys":
             from osbuilder.keys import init_keys
 

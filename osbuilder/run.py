@@ -7,8 +7,10 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from osbuilder.errors import CommandError, OsbError
 
@@ -65,11 +67,44 @@ def run(
         proc.stderr = log_file.read_bytes()[-TAIL_BYTES:]
     stderr = proc.stderr.decode(errors="replace")
     if check and proc.returncode != 0:
-        tail = "\n".join(stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])
-        raise CommandError(args, proc.returncode, tail)
+        raise CommandError(args, proc.returncode, _tail(stderr))
     if stderr.strip():
         log.debug("%s stderr: %s", args[0], stderr.rstrip()[-2000:])
     return proc
+
+
+def _tail(stderr: str) -> str:
+    return "\n".join(stderr.rstrip().splitlines()[-STDERR_TAIL_LINES:])
+
+
+@contextlib.contextmanager
+def stream(argv: Sequence[str | Path]) -> Iterator[IO[bytes]]:
+    """Run argv with its stdout as a pipe the caller reads (a decompressor feeding a
+    writer); leaving the block waits for the command and raises CommandError if it failed.
+    If the block raises, the command is killed. stderr goes to a temp file: a pipe nobody
+    reads could fill and stall the command."""
+    args = [str(a) for a in argv]
+    log.debug("$ %s |", " ".join(args))
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=err)
+        except FileNotFoundError as exc:
+            raise OsbError(f"host tool not found: {args[0]} (install it, see `make deps`)"
+                           ) from exc
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+        returncode = proc.wait()
+        if returncode != 0:
+            err.seek(0)
+            raise CommandError(args, returncode, _tail(err.read().decode(errors="replace")))
 
 
 def output(argv: Sequence[str | Path], **kwargs: object) -> str:

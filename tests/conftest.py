@@ -43,20 +43,21 @@ class Build:
     k3s: Served
 
 
-def osbuilder_build(out: Path, cache: Path, served: Served, *extra: str) -> Build:
+def osbuilder_build(out: Path, cache: Path, served: Served, *extra: str,
+                    board: str = "qemu-amd64") -> Build:
     env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH,
                OSB_K3S_CHANNEL_URL=served.channel_url, OSB_K3S_RELEASE_URL=served.release_url)
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "osbuilder", "build", "--board", "qemu-amd64", "--out", str(out),
+        [sys.executable, "-m", "osbuilder", "build", "--board", board, "--out", str(out),
          "--cache-dir", str(cache), "--version", "1.0.0", *extra],
         env=env, capture_output=True, text=True, timeout=1800,
     )
     dt = time.monotonic() - t0
     assert proc.returncode == 0, f"build failed:\n{proc.stderr[-4000:]}"
-    image = out / "osbuilder-qemu-amd64-1.0.0.img"
+    image = out / f"osbuilder-{board}-1.0.0.img"
     assert proc.stdout.strip().splitlines()[-1] == str(image)
-    return Build(out, image, out / "osbuilder-qemu-amd64-1.0.0.manifest.json", dt, proc.stderr,
+    return Build(out, image, out / f"osbuilder-{board}-1.0.0.manifest.json", dt, proc.stderr,
                  served)
 
 
@@ -83,3 +84,12 @@ def qemu_amd64_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path
                      k3s_server: Served) -> Build:
     require_build_capability()
     return osbuilder_build(tmp_path_factory.mktemp("out1"), build_cache, k3s_server)
+
+
+@pytest.fixture(scope="session")
+def ec2_amd64_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                    k3s_server: Served) -> Build:
+    """ec2-amd64 (cloud-init, formats img and ami), for its checks and its cloud-init boot."""
+    require_build_capability()
+    return osbuilder_build(tmp_path_factory.mktemp("out-ec2"), build_cache, k3s_server,
+                           board="ec2-amd64")

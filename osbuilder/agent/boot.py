@@ -31,6 +31,7 @@ from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.sources import (
     Source,
     boot_partition,
+    cloud_key_pair,
     cloud_user_data,
     from_cmdline,
     load_yaml_mapping,
@@ -66,9 +67,9 @@ def collect(paths: AgentPaths) -> tuple[list[Source], str | None]:
     if cmd_cfg:
         sources.append(Source("cmdline", cmd_cfg))
     sources += boot_partition(paths.boot_dir)
-    ud = cloud_user_data(paths.user_data)
-    if ud is not None:
-        sources.append(ud)
+    for cloud in (cloud_key_pair(paths.instance_data), cloud_user_data(paths.user_data)):
+        if cloud is not None:
+            sources.append(cloud)
     url = config_url(sources, control)
     if url and paths.config_url_cache.is_file():
         cached = paths.config_url_cache.read_text()

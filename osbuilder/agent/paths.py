@@ -13,6 +13,8 @@ class AgentPaths:
     boot_dir: Path = Path("/boot/efi")  # the boot partition: config.yaml, config.d/
     image_default: Path = Path("/usr/share/osbuilder/config.default.yaml")
     user_data: Path = Path("/var/lib/cloud/instance/user-data.txt")
+    # cloud-init's metadata summary (world-readable part): the EC2 key pair's public key
+    instance_data: Path = Path("/run/cloud-init/instance-data.json")
     state_dir: Path = Path("/var/lib/osbuilder")
     # bundles are big: straight on the data partition, not through the /var overlay
     download_dir: Path = Path("/data/osbuilder/upgrade")

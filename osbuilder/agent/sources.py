@@ -1,7 +1,8 @@
 """Where node config comes from, and the merge order (k3OS's, extended).
 
 image default -> kernel cmdline -> boot partition config.yaml -> config.d/*.yaml ->
-cloud user-data -> config_url -> per-device `nodes:` entries matching this machine.
+cloud key pair -> cloud user-data -> config_url -> per-device `nodes:` entries matching
+this machine.
 Maps merge, lists and scalars replace. Each source's `osbuilder:` block is folded into
 `k3os:` before merging, so both spellings layer in source order.
 """
@@ -9,6 +10,7 @@ Maps merge, lists and scalars replace. Each source's `osbuilder:` block is folde
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,9 +124,14 @@ def boot_partition(boot_dir: Path) -> list[Source]:
     return out
 
 
+# What the agent takes from a #cloud-config: its own block, and the keys whose cloud-init
+# modules the image turns off because the agent owns them (overlays/cloud-init).
+CLOUD_CONFIG_KEYS = ("k3os", "hostname", "ssh_authorized_keys")
+
+
 def cloud_user_data(path: Path) -> Source | None:
-    """cloud-init's copy of the user-data: a k3OS-style YAML, or a #cloud-config whose
-    k3os:/osbuilder: blocks we take (cloud-init applies the rest itself)."""
+    """cloud-init's copy of the user-data: a k3OS-style YAML (all of it is ours), or a
+    #cloud-config of which we take CLOUD_CONFIG_KEYS (cloud-init runs the rest)."""
     if not path.is_file():
         return None
     text = path.read_text(errors="replace")
@@ -133,8 +140,21 @@ def cloud_user_data(path: Path) -> Source | None:
         return None  # scripts and MIME multipart are cloud-init's business
     data = load_yaml_mapping(text, str(path))
     if first.startswith("#cloud-config"):
-        data = {k: v for k, v in data.items() if k == "k3os"}
+        data = {k: v for k, v in data.items() if k in CLOUD_CONFIG_KEYS}
     return Source(str(path), data)
+
+
+def cloud_key_pair(path: Path) -> Source | None:
+    """The SSH keys the cloud's metadata names (EC2: the instance's key pair), from
+    cloud-init's instance-data.json; ssh_authorized_keys in user-data replaces them."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = (data.get("v1") or {}).get("public_ssh_keys") if isinstance(data, dict) else None
+    if not isinstance(keys, list) or not keys:
+        return None
+    return Source(str(path), {"ssh_authorized_keys": [str(k) for k in keys]})
 
 
 def device_overrides(merged: dict[str, Any], facts: Facts) -> list[Source]:

@@ -28,6 +28,7 @@ from osbuilder.build.units import apply_presets
 from osbuilder.build.updates import install_keyring, write_bundle
 from osbuilder.context import Artifact, BuildContext, BuildOptions
 from osbuilder.errors import CommandError, OsbError
+from osbuilder.formats import ami
 from osbuilder.formats.img import write_img
 from osbuilder.formats.qcow2 import write_qcow2
 from osbuilder.progress import Progress
@@ -50,7 +51,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("assemble", assemble),
     ("bundle", write_bundle),
 ]
-FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2}
+FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2, "ami": ami.write_ami}
 
 HOST_TOOLS = {
     "mmdebstrap": "mmdebstrap", "mksquashfs": "squashfs-tools", "mkfs.vfat": "dosfstools",
@@ -101,6 +102,8 @@ def remove_work(work: Path) -> None:
 
 def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[Artifact]:
     preflight(options)
+    if "ami" in options.formats:
+        ami.check_board(board)
     emulation = ensure_binfmt(board.arch)
     if emulation:
         progress.say(f"{board.arch} on this host through qemu-user: {emulation}")

@@ -1,5 +1,5 @@
-"""Stage overlay: lay overlays/{common,<partition table>,<bootloader>,<arch>,<board>} over
-the rootfs; render *.j2.
+"""Stage overlay: lay overlays/{common,<partition table>,<bootloader>,<package set>,<arch>,
+<board>} over the rootfs; render *.j2.
 
 Later layers win. Templates see `board`, `image`, `labels`, `root_devices`, `persistent` and
 `uboot_env`; an undefined name is an error, not an empty string.
@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from osbuilder.boards import Board
 from osbuilder.bootloaders import uboot_env
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
@@ -62,9 +63,12 @@ def render(template: str, variables: dict[str, Any], name: str) -> str:
         raise OsbError(f"overlay template {name}: {exc}") from exc
 
 
-def layers(ctx: BuildContext, root: Path = OVERLAYS_DIR) -> list[Path]:
-    b = ctx.board
-    names = ("common", b.partition_table, b.bootloader, b.arch, b.name)
+def layers(board: Board, root: Path = OVERLAYS_DIR) -> list[Path]:
+    """common; the partition table's and the boot loader's (mbr, u-boot); one per package
+    set that has a folder (its packages' configuration, e.g. overlays/cloud-init); then
+    the arch, then the board."""
+    names = ["common", board.partition_table, board.bootloader, *board.package_sets,
+             board.arch, board.name]
     return [root / n for n in names if (root / n).is_dir()]
 
 
@@ -93,6 +97,6 @@ def apply_layer(layer: Path, dest_root: Path, variables: dict[str, Any]) -> list
 
 def apply_overlays(ctx: BuildContext) -> None:
     variables = template_vars(ctx)
-    for layer in layers(ctx):
+    for layer in layers(ctx.board):
         n = len(apply_layer(layer, ctx.rootfs, variables))
         ctx.progress.say(f"    {layer.relative_to(OVERLAYS_DIR.parent)}: {n} files")

@@ -1,6 +1,7 @@
 """ec2-a1 (arm64 UEFI) built on this amd64 host through qemu-user, then booted unchanged on
 `qemu-system-aarch64 -M virt` with AAVMF under TCG: systemd-boot from the disk image, the
-agent's `applied config` line on the serial console.
+agent's `applied config` line on the serial console, then again with the user-data that
+cloud-init read from a NoCloud seed disk.
 
 k3s is a stand-in (TEST DOUBLE, tests/helpers/k3s_fixture.py): the real one cannot be
 downloaded here. Slow: the cross build runs every maintainer script under emulation.
@@ -22,6 +23,7 @@ from osbuilder.qemu import VM, qemu_argv, scratch_disk
 from tests.conftest import EPOCH, require_build_capability
 from tests.helpers.image import fat_files, fat_write, partitions
 from tests.helpers.k3s_fixture import write_release_dir
+from tests.helpers.nocloud import nocloud_seed, seed_drive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -50,10 +52,16 @@ def test_ec2_a1_builds_on_amd64_and_boots_to_the_agent(tmp_path: Path, build_cac
     fat_write(disk, partitions(disk)[1][0], "config.yaml",
               yaml.safe_dump({"hostname": "graviton-1", "k3os": {"password": "pw"}}).encode(),
               tmp_path)
+    # EC2 user-data through cloud-init (a NoCloud seed stands in for the metadata service)
+    seed = nocloud_seed(tmp_path / "seed.img", "#cloud-config\nk3os:\n  labels: {arch: arm64}\n",
+                        "i-0a1e2e0000000001")
     argv = qemu_argv(load_board("ec2-a1"), disk, tmp_path / "vars.fd",
-                     serial=f"file:{tmp_path / 'console.log'}")
+                     serial=f"file:{tmp_path / 'console.log'}", extra=seed_drive(seed))
     with VM(argv, tmp_path / "console.log") as vm:
         vm.wait_for(r"osbuilder: slot a", 900)
         vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
                     r"hostname=graviton-1\)", 1200)
         print(f"\nec2-a1 under TCG: boot to applied config {vm.elapsed():.0f} s")
+        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml,/var/lib/cloud/instance/"
+                    r"user-data.txt, role=server, hostname=graviton-1\)", 1200)
+        print(f"ec2-a1 under TCG: boot to user-data applied {vm.elapsed():.0f} s")

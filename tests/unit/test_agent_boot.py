@@ -26,7 +26,7 @@ def node(tmp_path: Path, config: dict[str, object] | str, cmdline: str = "") -> 
     (tmp_path / "cmdline").write_text(cmdline)
     return AgentPaths(root=root, cmdline=tmp_path / "cmdline", boot_dir=tmp_path / "boot",
                       image_default=tmp_path / "none.yaml", user_data=tmp_path / "none.txt",
-                      state_dir=root / "var/lib/osbuilder")
+                      instance_data=tmp_path / "none.json", state_dir=root / "var/lib/osbuilder")
 
 
 def test_boot_applies_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +136,23 @@ def test_online_applies_user_data_that_arrived_after_boot(
     online(paths, FACTS)
     assert "config changed since boot: applying it" in capsys.readouterr().out
     assert (paths.root / "etc/hostname").read_text().strip() == "from-user-data"
+
+
+def test_ec2_key_pair_and_cloud_config_user_data(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """EC2: the launch key pair (cloud-init's instance-data) reaches osb; a #cloud-config
+    gives its hostname and k3os: block to the agent, the rest stays cloud-init's."""
+    paths = node(tmp_path, {"k3os": {"password": "pw"}})
+    paths.instance_data.write_text('{"v1": {"public_ssh_keys": ["ssh-ed25519 AAAAC3Nz ec2"]}}')
+    paths.user_data.write_text("#cloud-config\nhostname: ec2-7\nruncmd: [reboot]\n"
+                               "k3os: {labels: {zone: eu-west-1a}}\n")
+    out = boot(paths, FACTS)
+    assert out.errors == []
+    assert out.sources == [str(paths.boot_dir / "config.yaml"), str(paths.instance_data),
+                           str(paths.user_data)]
+    assert (paths.root / "etc/hostname").read_text().strip() == "ec2-7"
+    keys = (paths.root / "home/osb/.ssh/authorized_keys").read_text()
+    assert "ssh-ed25519 AAAAC3Nz ec2" in keys
+    k3s = yaml.safe_load((paths.root / "etc/rancher/k3s/config.yaml").read_text())
+    assert k3s["node-label"] == ["zone=eu-west-1a"]
+    assert "hostname=ec2-7" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from osbuilder.agent.facts import Facts
 from osbuilder.agent.sources import (
     Source,
     boot_partition,
+    cloud_key_pair,
     cloud_user_data,
     from_cmdline,
     merge,
@@ -87,5 +88,21 @@ def test_cloud_user_data(tmp_path: Path) -> None:
     ud.write_text("#cloud-config\npackages: [htop]\nosbuilder: {token: u}\n")
     src = cloud_user_data(ud)
     assert src is not None and src.data == {"k3os": {"token": "u"}}
+    ud.write_text("#cloud-config\nhostname: c1\nruncmd: [ls]\nssh_authorized_keys: [k]\n"
+                  "write_files: [{path: /x}]\n")
+    src = cloud_user_data(ud)
+    assert src is not None and src.data == {"hostname": "c1", "ssh_authorized_keys": ["k"]}
     ud.write_text("#!/bin/sh\necho hi\n")
     assert cloud_user_data(ud) is None
+
+
+def test_cloud_key_pair(tmp_path: Path) -> None:
+    f = tmp_path / "instance-data.json"
+    assert cloud_key_pair(f) is None
+    f.write_text('{"v1": {"public_ssh_keys": ["ssh-ed25519 AAAA ec2-key"], "region": "r"}}')
+    src = cloud_key_pair(f)
+    assert src is not None and src.data == {"ssh_authorized_keys": ["ssh-ed25519 AAAA ec2-key"]}
+    f.write_text('{"v1": {"public_ssh_keys": []}}')
+    assert cloud_key_pair(f) is None
+    f.write_text("not json")
+    assert cloud_key_pair(f) is None

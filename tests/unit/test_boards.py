@@ -133,3 +133,12 @@ def test_rpi5_kernel_comes_from_backports() -> None:
     plain = mmdebstrap_argv(cast(BuildContext, SimpleNamespace(board=load_board("rpi-arm64"))),
                             Path("OUT"))
     assert plain[-2:] == ["OUT", "http://deb.debian.org/debian"]
+
+
+def test_ec2_boards_carry_cloud_init_and_default_to_ami() -> None:
+    for name in ("ec2-a1", "ec2-amd64"):
+        b = load_board(name)
+        assert "cloud-init" in b.all_packages() and b.formats == ("img", "ami")
+        assert b.bootloader == "systemd-boot" and "ena" in b.initramfs_modules
+    assert load_board("ec2-amd64").kernel.package == "linux-image-cloud-amd64"
+    assert "cloud-init" not in load_board("qemu-amd64").all_packages()

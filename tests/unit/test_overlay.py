@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from osbuilder.boards import load_board
-from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, render, template_vars
+from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, layers, render, template_vars
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 
@@ -80,3 +80,15 @@ def test_gpt_board_slots_by_partlabel_and_repart(tmp_path: Path) -> None:
     assert "bootloader-custom-backend=/usr/lib/osbuilder/rauc-bootloader-backend" in conf
     assert "device=/dev/disk/by-partlabel/OSB_ROOT_A\ntype=raw\nbootname=a" in conf
     assert (tmp_path / "usr/lib/repart.d/50-osbuilder-data.conf").is_file()
+
+
+def test_package_set_layers_only_on_boards_with_the_set() -> None:
+    names = [p.name for p in layers(load_board("ec2-amd64"))]
+    assert names == ["common", "gpt", "cloud-init"]
+    assert [p.name for p in layers(load_board("qemu-amd64"))] == ["common", "gpt"]
+    assert [p.name for p in layers(load_board("rpi-arm64"))] == ["common", "mbr", "u-boot"]
+    cfg = (OVERLAYS_DIR / "cloud-init/etc/cloud/cloud.cfg.d/90-osbuilder.cfg").read_text()
+    # cloud-init must leave to the agent what the agent owns
+    for line in ("preserve_hostname: true", "users: []", "network: {config: disabled}",
+                 "cloud_init_modules: [seed_random, bootcmd, write_files]"):
+        assert line in cfg

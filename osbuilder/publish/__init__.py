@@ -1,0 +1,1 @@
+"""Publishing built images to clouds (`osbuilder publish`)."""
