@@ -108,14 +108,20 @@ def plan_layout(sizes: list[tuple[str, str, int]], seed: str) -> DiskLayout:
 
 
 def ab_layout(board: Board, seed: str) -> DiskLayout:
-    """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow)."""
     s = board.sizes
+    return ab_layout_of(s.boot_mib, s.root_mib, s.data_mib, board.root_part_type, seed)
+
+
+def ab_layout_of(boot_mib: int, root_mib: int, data_mib: int, root_part_type: str, seed: str
+                 ) -> DiskLayout:
+    """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow).
+    Also what `osbuilder-agent install` lays out on a node's disk."""
     return plan_layout(
         [
-            (LABEL_BOOT, ESP_TYPE, s.boot_mib),
-            (root_label("a"), board.root_part_type, s.root_mib),
-            (root_label("b"), board.root_part_type, s.root_mib),
-            (LABEL_DATA, LINUX_DATA_TYPE, s.data_mib),
+            (LABEL_BOOT, ESP_TYPE, boot_mib),
+            (root_label("a"), root_part_type, root_mib),
+            (root_label("b"), root_part_type, root_mib),
+            (LABEL_DATA, LINUX_DATA_TYPE, data_mib),
         ],
         seed,
     )

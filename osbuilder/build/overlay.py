@@ -1,6 +1,6 @@
 """Stage overlay: lay overlays/{common,<arch>,<board>} over the rootfs; render *.j2.
 
-Later layers win. Templates see `board`, `image`, `labels` and `persistent`; an
+Later layers win. Templates see `board`, `image`, `labels`, `persistent` and `live`; an
 undefined name is an error, not an empty string.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from osbuilder import live
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
 from osbuilder.layout import LABEL_BOOT, LABEL_DATA, SLOTS, root_label
@@ -36,6 +37,7 @@ def template_vars(ctx: BuildContext) -> dict[str, Any]:
         "labels": {"boot": LABEL_BOOT, "data": LABEL_DATA,
                    **{f"root_{s}": root_label(s) for s in SLOTS}},
         "persistent": PERSISTENT_ETC,
+        "live": live.template_vars(),
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from osbuilder import live
 from osbuilder.boards import load_board
 from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, render
 from osbuilder.errors import OsbError
@@ -20,6 +21,7 @@ def variables(board: str = "qemu-amd64") -> dict[str, Any]:
         "labels": {"boot": "OSB_BOOT", "data": "OSB_DATA", "root_a": "OSB_ROOT_A",
                    "root_b": "OSB_ROOT_B"},
         "persistent": ("rancher",),
+        "live": live.template_vars(),
     }
 
 
