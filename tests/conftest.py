@@ -88,8 +88,9 @@ INSTALL_CONFIG = {"hostname": "installed-node",
 
 @pytest.fixture(scope="session")
 def live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
-               k3s_server: Served) -> Build:
-    """qemu-amd64 as img, iso and pxe, with INSTALL_CONFIG as --config."""
+               k3s_server: Served, qemu_amd64_build: Build) -> Build:
+    """qemu-amd64 as img, iso and pxe, with INSTALL_CONFIG as --config; after the session's
+    first build (qemu_amd64_build), which the tests expect to be the cold one."""
     require_build_capability()
     if shutil.which("xorriso") is None:
         pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")

@@ -23,6 +23,7 @@ from osbuilder.agent.install.target import install_disk
 from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.sources import from_cmdline, load_yaml_mapping, merge
 from osbuilder.errors import OsbError
+from osbuilder.layout import MIB
 from osbuilder.run import run
 
 CONFIG_HEADER = "# written by osbuilder-agent install from the live system's config\n"
@@ -90,7 +91,7 @@ def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
     plan = InstallPlan.load(paths.root)
     squashfs = live_squashfs(paths)
     target = disks.gather(device)
-    problems = disks.problems(target, plan.min_disk_mib * (1 << 20), ins.force, ins.no_format)
+    problems = disks.problems(target, plan.min_disk_mib * MIB, ins.force, ins.no_format)
     if problems:
         raise OsbError("install refused, nothing written:\n  " + "\n  ".join(problems))
     configs = {"config.yaml": installed_config(merged)}
