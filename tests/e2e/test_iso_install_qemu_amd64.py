@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from osbuilder.boards import load_board
 from osbuilder.qemu import VM, interactive_serial, qemu_argv
@@ -64,8 +65,8 @@ def test_iso_installs_to_empty_disk_and_boots_from_it(live_build: Build,
     assert probe(disk, parts[0])["LABEL"] == "OSB_BOOT"
     assert probe(disk, parts[1])["TYPE"] == "squashfs"
     assert probe(disk, parts[3])["LABEL"] == "OSB_DATA"
-    cfg = fat_read(disk, parts[0], "config.yaml").decode()
-    assert "hostname: installed-node" in cfg and "install" not in cfg.split("\n", 1)[1]
+    cfg = yaml.safe_load(fat_read(disk, parts[0], "config.yaml"))
+    assert cfg == {"hostname": "installed-node", "k3os": {"password": "iso-e2e"}}, cfg
     assert b"osb.slot=a" in fat_read(disk, parts[0], "loader/entries/osb-a.conf")
     assert "UEFI boot entry 'osbuilder' added, first in the boot order" in console
 
