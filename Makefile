@@ -19,11 +19,12 @@ OSB := $(VENV)/bin/osbuilder
 # Debian packages the build, the tests and `make run` need on the host: rauc/openssl sign
 # bundles; qemu-user-static/arch-test build foreign-arch roots; qemu-system-arm, u-boot-*,
 # libubootenv-tool and qemu-efi-aarch64 boot arm64; debootstrap and sudo are for
-# diskimage-builder (rootfs backend dib, make bench), seabios to boot its image.
+# diskimage-builder (rootfs backend dib, make bench), seabios to boot its image; xorriso
+# makes --format iso, ipxe-qemu is the PXE ROM of QEMU's NICs (PXE test).
 HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
 	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
 	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool \
-	qemu-user-static arch-test qemu-efi-aarch64 debootstrap sudo seabios
+	qemu-user-static arch-test qemu-efi-aarch64 debootstrap sudo seabios xorriso ipxe-qemu
 
 BUILD_ARGS := --board $(BOARD) --out $(OUT) \
 	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \

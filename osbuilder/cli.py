@@ -24,6 +24,8 @@ examples:
   sudo osbuilder build --board qemu-amd64                  # k3s from the stable channel
   sudo osbuilder build --board nuc-amd64 --config node.yaml --compress
   sudo osbuilder build --board qemu-amd64 --k3s-dir ./k3s-release   # air-gapped build
+  sudo osbuilder build --board nuc-amd64 --format iso --config node.yaml  # USB installer
+  osbuilder serve-pxe out --config node.yaml               # after --format pxe
   osbuilder validate-board boards/qemu-amd64.yaml
   sudo osbuilder flash out/osbuilder-rpi-arm64-1.0.0.img.zst /dev/sdb --config node.yaml
   osbuilder publish ami --region eu-west-1 --bucket my-images out/osbuilder-ec2-a1-1.0.0.img
@@ -69,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also download the k3s air-gap images into the image")
     b.add_argument("--config", type=Path, help="node config.yaml to put on the boot partition")
     b.add_argument("--format", help="comma-separated formats: img (raw disk), qcow2, ami "
-                                    "(raw disk + .ami.json for `publish ami`; default: the "
-                                    "board's)")
+                                    "(raw disk + .ami.json for `publish ami`), iso (hybrid UEFI "
+                                    "live/installer, CD or USB stick), pxe (network boot files) "
+                                    "(default: the board's)")
     b.add_argument("--compress", action="store_true",
                    help="also write <image>.img.zst (with format img)")
     b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
@@ -125,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "(the object is deleted after the import)")
     pa.add_argument("--name", help="AMI name (default osbuilder-<board>-<version>)")
     pa.add_argument("--public", action="store_true", help="let every AWS account launch it")
+
+    sp = sub.add_parser("serve-pxe", help="serve a build's pxe files over HTTP (lab setups; "
+                        "DHCP/TFTP see README)")
+    sp.add_argument("dir", type=Path, help="folder with <name>-pxe.* (the build's --out)")
+    sp.add_argument("--bind", default="0.0.0.0", help="address to listen on")
+    sp.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    sp.add_argument("--url", help="base URL nodes reach this server by (default "
+                    "http://<this host>:PORT); behind NAT or port forwarding, say it here")
+    sp.add_argument("--script", help="the build's .ipxe script to boot (default: the newest "
+                    "*-pxe.ipxe in DIR)")
+    sp.add_argument("--config", type=Path, help="node config.yaml to serve as /config.yaml "
+                    "and pass to nodes as osb.config_url")
+    sp.add_argument("--args", default="", help="more kernel options for the nodes, e.g. "
+                    "'osb.install.device=/dev/sda osb.install.silent=true'")
 
     sub.add_parser("boards", help="list boards with arch and formats")
     s = sub.add_parser("show-board", help="print a board's resolved settings")
@@ -288,6 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                                                           args.public), Progress())
             print(done.ami_id)
             return 0
+        if args.command == "serve-pxe":
+            from osbuilder.serve_pxe import serve_pxe
+
+            return serve_pxe(args.dir, args.bind, args.port, args.url, args.script,
+                             args.config, args.args)
         if args.command == "keys":
             from osbuilder.keys import init_keys
 

@@ -148,21 +148,25 @@ def plan_layout(sizes: list[tuple[str, str, int]], seed: str) -> DiskLayout:
 
 
 def ab_layout(board: Board, seed: str) -> DiskLayout:
+    s = board.sizes
+    return ab_layout_of(s.boot_mib, s.root_mib, s.data_mib, board.root_part_type, seed,
+                        board.partition_table)
+
+
+def ab_layout_of(boot_mib: int, root_mib: int, data_mib: int, root_part_type: str, seed: str,
+                 table: str = "gpt") -> DiskLayout:
     """The A/B layout of DESIGN.md: boot/ESP, root A, root B, data (last, so it can grow).
+    Also what `osbuilder-agent install` lays out on a node's disk.
 
     MBR boards get the same four partitions as primaries, so the data partition is the
     last one of the disk and grows like on GPT."""
-    s = board.sizes
-    mbr = board.partition_table == "mbr"
-    boot_type = MBR_FAT_TYPE if mbr else ESP_TYPE
-    root_type = MBR_LINUX_TYPE if mbr else board.root_part_type
-    data_type = MBR_LINUX_TYPE if mbr else LINUX_DATA_TYPE
+    mbr = table == "mbr"
     layout = plan_layout(
         [
-            (LABEL_BOOT, boot_type, s.boot_mib),
-            (root_label("a"), root_type, s.root_mib),
-            (root_label("b"), root_type, s.root_mib),
-            (LABEL_DATA, data_type, s.data_mib),
+            (LABEL_BOOT, MBR_FAT_TYPE if mbr else ESP_TYPE, boot_mib),
+            (root_label("a"), MBR_LINUX_TYPE if mbr else root_part_type, root_mib),
+            (root_label("b"), MBR_LINUX_TYPE if mbr else root_part_type, root_mib),
+            (LABEL_DATA, MBR_LINUX_TYPE if mbr else LINUX_DATA_TYPE, data_mib),
         ],
         seed,
     )

@@ -33,9 +33,10 @@ def default_accel() -> str:
 def qemu_argv(
     board: Board, disk: Path, vars_copy: Path, *, serial: str = "mon:stdio",
     host_forwards: tuple[str, ...] = (), guest_forwards: tuple[str, ...] = (),
-    extra: tuple[str, ...] = (), accel: str | None = None,
+    extra: tuple[str, ...] = (), accel: str | None = None, nic_options: tuple[str, ...] = (),
 ) -> list[str]:
-    """argv for one VM; vars_copy is this VM's private copy of the UEFI variable store."""
+    """argv for one VM; vars_copy is this VM's private copy of the UEFI variable store.
+    nic_options: more user-network options, e.g. tftp=DIR and bootfile=NAME (PXE)."""
     q = board.qemu
     if q is None:
         raise OsbError(f"{board.source}: board has no `qemu:` section; it cannot be emulated")
@@ -45,7 +46,8 @@ def qemu_argv(
         raise OsbError(f"firmware {q.firmware} missing: apt-get install {q.firmware_package}")
     accel = accel or default_accel()
     nic = "user,model=virtio-net-pci,restrict=on" + "".join(
-        [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards])
+        [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards]
+        + [f",{o}" for o in nic_options])
     argv = [
         # one TCG thread for all vCPUs: with QEMU 7.2's multi-threaded TCG, a vCPU can run
         # code the other is patching (the kernel's int3-based text_poke) and the guest

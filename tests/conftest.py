@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers.k3s_fixture import Served, serve_k3s
 
@@ -93,3 +94,24 @@ def ec2_amd64_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
     require_build_capability()
     return osbuilder_build(tmp_path_factory.mktemp("out-ec2"), build_cache, k3s_server,
                            board="ec2-amd64")
+
+
+# the config baked into the live build: its ISO installs itself onto the VM's virtio disk
+INSTALL_CONFIG = {"hostname": "installed-node",
+                  "k3os": {"password": "iso-e2e", "install": {"device": "/dev/vda",
+                                                              "silent": True}}}
+
+
+@pytest.fixture(scope="session")
+def live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+               k3s_server: Served, qemu_amd64_build: Build) -> Build:
+    """qemu-amd64 as img, iso and pxe, with INSTALL_CONFIG as --config; after the session's
+    first build (qemu_amd64_build), which the tests expect to be the cold one."""
+    require_build_capability()
+    if shutil.which("xorriso") is None:
+        pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")
+    out = tmp_path_factory.mktemp("out-live")
+    cfg = out.parent / "install-config.yaml"
+    cfg.write_text(yaml.safe_dump(INSTALL_CONFIG))
+    return osbuilder_build(out, build_cache, k3s_server, "--format", "img,iso,pxe",
+                           "--config", str(cfg))

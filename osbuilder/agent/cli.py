@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("mark-good", help="bless the booted slot now, without the health gate")
     sub.add_parser("health-gate", help="(boot) bless a slot on trial or roll it back")
     sub.add_parser("grow-data", help="(first boot, MBR disks) grow the data partition")
+    ins = sub.add_parser("install", help="install this live system (ISO, USB stick, PXE) onto "
+                         "a disk: install.device from the config, else asks on the console")
+    ins.add_argument("--auto", action="store_true",
+                     help="(live boot) install only if install.device is set or "
+                          "osb.mode=install")
+    ins.add_argument("--no-reboot", action="store_true", help="neither reboot nor power off")
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
@@ -84,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "health-gate":
                 return node.health_gate(paths)
             return node.bootloader_backend(paths, args.op)
+        if args.command == "install":
+            from osbuilder.agent.facts import gather as gather_facts
+            from osbuilder.agent.install.main import install
+
+            return install(paths, gather_facts(), args.auto, not args.no_reboot)
         if args.command == "validate":
             return validate_file(args.file)
         if args.command == "grow-data":

@@ -101,7 +101,7 @@ def from_cmdline(text: str) -> tuple[dict[str, Any], dict[str, str]]:
         if prefix is None:
             continue
         path = key[len(prefix):].split(".")
-        if path[0] in ("mode", "config_url", "slot"):
+        if path[0] in ("mode", "config_url", "slot", "live"):
             control[path[0]] = value
             continue
         if path[0] in TOP_LEVEL_CMDLINE:

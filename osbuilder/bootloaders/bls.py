@@ -17,6 +17,14 @@ from osbuilder.layout import root_label
 
 SORT_KEY = "osbuilder"
 ROOT_PREFIX = root_label("")  # OSB_ROOT_, the part every slot's root label shares
+# loader.conf of an osbuilder ESP, written by the build and by `osbuilder-agent install`
+LOADER_CONF = """\
+# osbuilder: boot the slot entry of highest priority (its `version`) that still has tries
+# left; press a key during start-up for the menu (both slots once an upgrade installed B).
+default osb-*
+timeout 0
+editor no
+"""
 # +LEFT or +LEFT-DONE before .conf, as in the Boot Loader Specification's boot counting
 NAME_RE = re.compile(r"^osb-(?P<slot>[a-z])(?:\+(?P<left>\d+)(?:-(?P<done>\d+))?)?\.conf$")
 
@@ -61,9 +69,10 @@ def slot_options(options: str, slot: str) -> str:
     return " ".join(out)
 
 
-def render_entry(slot: str, os_version: str, priority: int, options: str) -> str:
+def render_entry(slot: str, os_version: str, priority: int, options: str,
+                 title: str | None = None) -> str:
     return (
-        f"title osbuilder {os_version} (slot {slot.upper()})\n"
+        f"title osbuilder {os_version} ({title or f'slot {slot.upper()}'})\n"
         f"sort-key {SORT_KEY}\n"
         f"version {priority}\n"
         f"linux /osb/{slot}/vmlinuz\n"

@@ -12,12 +12,10 @@ counter once the node passed its health gate (boot counting).
 
 from __future__ import annotations
 
-import shutil
-
-from osbuilder.bootloaders.bls import render_entry
+from osbuilder.bootloaders.esp import populate_esp, systemd_boot_efi
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOT_DIR, root_device
+from osbuilder.layout import root_device
 
 EFI_ARCH = {"amd64": "x64", "arm64": "aa64"}
 
@@ -35,32 +33,15 @@ def kernel_options(ctx: BuildContext, slot: str) -> str:
     return " ".join(opts)
 
 
-LOADER_CONF = """\
-# osbuilder: boot the slot entry of highest priority (its `version`) that still has tries
-# left; press a key during start-up for the menu (both slots once an upgrade installed B).
-default osb-*
-timeout 0
-editor no
-"""
-
-
 def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
+    assert ctx.kernel_version
     arch = EFI_ARCH.get(ctx.board.arch)
     if arch is None:
         raise OsbError(f"{ctx.board.source}: systemd-boot needs UEFI (amd64 or arm64), "
                        f"not {ctx.board.arch}")
-    src = ctx.rootfs / f"usr/lib/systemd/boot/efi/systemd-boot{arch}.efi"
+    src = systemd_boot_efi(ctx.rootfs, arch)
     if not src.is_file():
         raise OsbError(f"{ctx.board.source}: {src.name} missing from the rootfs: "
                        "add package set 'uefi' (systemd-boot-efi)")
-    esp = ctx.esp
-    (esp / "EFI/BOOT").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, esp / f"EFI/BOOT/BOOT{arch.upper()}.EFI")
-    (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
-    (esp / "loader/loader.conf").write_text(LOADER_CONF)
-    (esp / f"loader/entries/osb-{slot}.conf").write_text(
-        render_entry(slot, ctx.options.version, 1, kernel_options(ctx, slot)))
-    kdir = esp / SLOT_DIR / slot
-    kdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ctx.rootfs / f"boot/vmlinuz-{ctx.kernel_version}", kdir / "vmlinuz")
-    shutil.copyfile(ctx.rootfs / f"boot/initrd.img-{ctx.kernel_version}", kdir / "initrd.img")
+    populate_esp(ctx.esp, ctx.rootfs, arch, ctx.kernel_version, ctx.options.version,
+                 kernel_options(ctx, slot), slot)

@@ -19,6 +19,7 @@ from osbuilder.build.agent import install_agent
 from osbuilder.build.assemble import assemble
 from osbuilder.build.bootloader import stage_boot_partition
 from osbuilder.build.initramfs import build_initramfs
+from osbuilder.build.install_plan import write_install_plan
 from osbuilder.build.k3s import fetch_k3s, install_k3s
 from osbuilder.build.overlay import apply_overlays
 from osbuilder.build.rootfs import build_rootfs
@@ -30,6 +31,8 @@ from osbuilder.context import Artifact, BuildContext, BuildOptions
 from osbuilder.errors import CommandError, OsbError
 from osbuilder.formats import ami
 from osbuilder.formats.img import write_img
+from osbuilder.formats.iso import write_iso
+from osbuilder.formats.pxe import write_pxe
 from osbuilder.formats.qcow2 import write_qcow2
 from osbuilder.progress import Progress
 from osbuilder.run import require_tools
@@ -46,12 +49,15 @@ STAGES: list[tuple[str, Stage]] = [
     ("update-keyring", install_keyring),
     ("initramfs", build_initramfs),
     ("seal", seal),
+    ("install-plan", write_install_plan),
     ("squash", squash),
     ("bootloader", stage_boot_partition),
     ("assemble", assemble),
     ("bundle", write_bundle),
 ]
-FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2, "ami": ami.write_ami}
+FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2, "ami": ami.write_ami,
+                             "iso": write_iso, "pxe": write_pxe}
+FORMAT_TOOLS = {"iso": {"xorriso": "xorriso"}}
 
 HOST_TOOLS = {
     "mmdebstrap": "mmdebstrap", "mksquashfs": "squashfs-tools", "mkfs.vfat": "dosfstools",
@@ -64,6 +70,8 @@ MIN_FREE_BYTES = 4 << 30
 
 def preflight(options: BuildOptions) -> None:
     require_tools(HOST_TOOLS)
+    for f in options.formats:
+        require_tools(FORMAT_TOOLS.get(f, {}))
     if options.sign_key is not None:
         require_tools({"rauc": "rauc"})
     if os.geteuid() != 0:

@@ -7,10 +7,10 @@ UUIDs and times come from the build seed and SOURCE_DATE_EPOCH: same inputs, sam
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from osbuilder.context import BuildContext
+from osbuilder.fsimage import clamp_times, make_vfat
 from osbuilder.layout import (
     LABEL_BOOT,
     LABEL_DATA,
@@ -21,25 +21,6 @@ from osbuilder.layout import (
     stable_uuid,
 )
 from osbuilder.run import run
-
-
-def clamp_times(tree: Path, epoch: int) -> None:
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in dirnames + filenames:
-            os.utime(Path(dirpath) / name, (epoch, epoch), follow_symlinks=False)
-    os.utime(tree, (epoch, epoch))
-
-
-def make_vfat(ctx: BuildContext, part: Partition, src: Path, seed: str) -> Path:
-    img = ctx.work / "boot.vfat"
-    volid = stable_uuid(seed, "boot-fs").replace("-", "")[:8]
-    run(["mkfs.vfat", "-C", img, str(part.size_mib * 1024), "-F", "32", "-n", part.label,
-         "-i", volid, "--invariant"])
-    clamp_times(src, ctx.options.source_date_epoch)
-    entries = sorted(src.iterdir())
-    if entries:
-        run(["mcopy", "-i", img, "-s", "-p", "-m", "-Q", *entries, "::/"], env=ctx.env)
-    return img
 
 
 def make_ext4(ctx: BuildContext, part: Partition, seed: str) -> Path:
@@ -70,8 +51,9 @@ def assemble(ctx: BuildContext) -> None:
         f.truncate(layout.total_bytes)
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", disk],
         input=layout.sfdisk_script().encode())
-    write_at(disk, make_vfat(ctx, layout.by_label(LABEL_BOOT), ctx.esp, seed),
-             layout.by_label(LABEL_BOOT))
+    boot = layout.by_label(LABEL_BOOT)
+    write_at(disk, make_vfat(ctx, ctx.work / "boot.vfat", boot.size_mib, boot.label, ctx.esp,
+                             seed), boot)
     write_at(disk, ctx.squashfs, layout.by_label(root_label("a")))
     write_at(disk, make_ext4(ctx, layout.by_label(LABEL_DATA), seed),
              layout.by_label(LABEL_DATA))

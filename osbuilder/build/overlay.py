@@ -1,8 +1,8 @@
 """Stage overlay: lay overlays/{common,<partition table>,<bootloader>,<package set>,<arch>,
 <board>} over the rootfs; render *.j2.
 
-Later layers win. Templates see `board`, `image`, `labels`, `root_devices`, `persistent` and
-`uboot_env`; an undefined name is an error, not an empty string.
+Later layers win. Templates see `board`, `image`, `labels`, `root_devices`, `persistent`,
+`uboot_env` and `live`; an undefined name is an error, not an empty string.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 
+from osbuilder import live
 from osbuilder.boards import Board
 from osbuilder.bootloaders import uboot_env
 from osbuilder.context import BuildContext
@@ -22,7 +23,6 @@ from osbuilder.layout import (
     LABEL_BOOT,
     LABEL_DATA,
     SLOTS,
-    mbr_partuuid,
     root_device_path,
     root_label,
 )
@@ -47,10 +47,9 @@ def template_vars(ctx: BuildContext) -> dict[str, Any]:
                    **{f"root_{s}": root_label(s) for s in SLOTS}},
         # /dev/disk/by-* path of each slot's root (by name on GPT, by number on MBR)
         "root_devices": {s: root_device_path(ctx.board.partition_table, s) for s in SLOTS},
-        "data_device": f"/dev/disk/by-partuuid/{mbr_partuuid(4)}",
-        "data_number": 4,
         "persistent": PERSISTENT_ETC,
         "uboot_env": {"file": uboot_env.ENV_FILE, "size": f"{uboot_env.ENV_SIZE:#x}"},
+        "live": live.template_vars(),
     }
 
 
