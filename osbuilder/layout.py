@@ -27,6 +27,7 @@ LABEL_BOOT = "OSB_BOOT"
 SLOT_DIR = "osb"
 LABEL_DATA = "OSB_DATA"
 SLOTS = ("a", "b")
+BOOT_TRIES = 3  # boots a freshly installed slot gets to pass its health gate
 
 
 # MBR has no partition names: its partitions are found by PARTUUID, "<disk id>-<number>".

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from osbuilder.bootloaders import raspi
 from osbuilder.bootloaders.uboot_env import (
-    BOOT_TRIES,
     ENV_FILE,
     ENV_SIZE,
     ENV_VARS,
@@ -34,7 +33,7 @@ from osbuilder.bootloaders.uboot_env import (
 )
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOT_DIR, root_device
+from osbuilder.layout import BOOT_TRIES, SLOT_DIR, root_device
 from osbuilder.run import run
 
 UBOOT_FILE = "u-boot.bin"

@@ -9,12 +9,12 @@ from __future__ import annotations
 import zlib
 
 from osbuilder.errors import OsbError
+from osbuilder.layout import BOOT_TRIES
 
 # not "uboot.env": Debian's rpi U-Boot loads that file as its whole environment (replacing
 # its built-in bootcmd); the A/B state lives beside it in a file of the same binary layout
 ENV_FILE = "osbuilder.env"
 ENV_SIZE = 0x4000
-BOOT_TRIES = 3
 # everything the boot script keeps (it writes only these back)
 ENV_VARS = ("BOOT_ORDER", "BOOT_A_OK", "BOOT_B_OK", "BOOT_A_LEFT", "BOOT_B_LEFT",
             "BOOT_A_VERSION", "BOOT_B_VERSION")

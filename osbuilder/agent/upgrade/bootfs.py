@@ -10,9 +10,26 @@ from pathlib import Path
 
 from osbuilder.agent.sysinfo import os_release
 from osbuilder.errors import OsbError
+from osbuilder.layout import BOOT_TRIES, SLOTS
 
 # mounts a slot's root read-only and yields its path
 SlotMounter = Callable[[str], AbstractContextManager[Path]]
+
+
+class ChooserBase:
+    """What both slot choosers hold: the boot partition, the booted slot, how to mount a
+    slot (set_primary reads the slot's kernel) and the tries a new slot gets."""
+
+    def __init__(self, boot_dir: Path, booted: str, mount_slot: SlotMounter | None = None,
+                 tries: int = BOOT_TRIES) -> None:
+        self.boot_dir = boot_dir
+        self.booted = booted
+        self.mount_slot = mount_slot
+        self.tries = tries
+
+    def _check(self, slot: str) -> None:
+        if slot not in SLOTS:
+            raise OsbError(f"unknown slot {slot!r} (expected one of {', '.join(SLOTS)})")
 
 
 def fat_write(path: Path, data: bytes) -> None:

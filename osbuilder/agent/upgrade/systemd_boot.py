@@ -16,7 +16,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from osbuilder.agent.upgrade.bootfs import SlotMounter, fat_write, fsync_dir, stage_slot_files
+from osbuilder.agent.upgrade.bootfs import (
+    ChooserBase,
+    SlotMounter,
+    fat_write,
+    fsync_dir,
+    stage_slot_files,
+)
 from osbuilder.bootloaders.bls import (
     EntryName,
     parse_entry,
@@ -25,24 +31,15 @@ from osbuilder.bootloaders.bls import (
     slot_options,
 )
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOT_DIR, SLOTS
-
-BOOT_TRIES = 3
+from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS
 
 
-class SystemdBootChooser:
+class SystemdBootChooser(ChooserBase):
     def __init__(self, esp: Path, booted: str, mount_slot: SlotMounter | None = None,
                  tries: int = BOOT_TRIES) -> None:
-        """mount_slot is needed by set_primary only (it reads the slot's kernel)."""
+        super().__init__(esp, booted, mount_slot, tries)
         self.esp = esp
         self.entries = esp / "loader/entries"
-        self.booted = booted
-        self.mount_slot = mount_slot
-        self.tries = tries
-
-    def _check(self, slot: str) -> None:
-        if slot not in SLOTS:
-            raise OsbError(f"unknown slot {slot!r} (expected one of {', '.join(SLOTS)})")
 
     def _files(self, slot: str) -> list[tuple[EntryName, Path]]:
         found = []

@@ -14,25 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.agent.upgrade.bootfs import SlotMounter, fat_write, stage_slot_files
-from osbuilder.bootloaders.uboot_env import BOOT_TRIES, ENV_FILE, env_blob, parse_env
+from osbuilder.agent.upgrade.bootfs import ChooserBase, SlotMounter, fat_write, stage_slot_files
+from osbuilder.bootloaders.uboot_env import ENV_FILE, env_blob, parse_env
 from osbuilder.errors import OsbError
-from osbuilder.layout import SLOT_DIR, SLOTS
+from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS
 
 
-class UBootChooser:
+class UBootChooser(ChooserBase):
     def __init__(self, boot_dir: Path, booted: str, mount_slot: SlotMounter | None = None,
                  tries: int = BOOT_TRIES) -> None:
-        """mount_slot is needed by set_primary only (it reads the slot's kernel)."""
-        self.boot_dir = boot_dir
+        super().__init__(boot_dir, booted, mount_slot, tries)
         self.env_file = boot_dir / ENV_FILE
-        self.booted = booted
-        self.mount_slot = mount_slot
-        self.tries = tries
-
-    def _check(self, slot: str) -> None:
-        if slot not in SLOTS:
-            raise OsbError(f"unknown slot {slot!r} (expected one of {', '.join(SLOTS)})")
 
     def env(self) -> dict[str, str]:
         try:
