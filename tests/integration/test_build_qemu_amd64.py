@@ -170,9 +170,12 @@ def test_interrupted_build_leaves_nothing(build_cache: Path, k3s_server: Served,
     out = tmp_path / "out"
     env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH, OSB_K3S_CHANNEL_URL=k3s_server.channel_url,
                OSB_K3S_RELEASE_URL=k3s_server.release_url)
+    # a run started in the background (nohup, `cmd &`) inherits SIGINT ignored, and Python
+    # then keeps ignoring it: give the build Ctrl-C as a terminal would
     proc = subprocess.Popen(
         [sys.executable, "-m", "osbuilder", "build", "--board", "qemu-amd64", "--out", str(out),
-         "--cache-dir", str(build_cache)], env=env, stderr=subprocess.PIPE, text=True)
+         "--cache-dir", str(build_cache)], env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     seen = ""
     for line in proc.stderr:
