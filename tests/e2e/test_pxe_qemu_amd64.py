@@ -25,7 +25,7 @@ from osbuilder.qemu import VM, interactive_serial, qemu_argv
 from tests.conftest import Build
 from tests.helpers.relay import guestfwd
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 7 min under TCG on a loaded host
 
 TIMEOUT = 600
 GUEST_URL = "http://10.0.2.100:8080"
