@@ -33,7 +33,7 @@ from osbuilder.bootloaders.uboot_env import (
 )
 from osbuilder.context import BuildContext
 from osbuilder.errors import OsbError
-from osbuilder.layout import BOOT_TRIES, SLOT_DIR, root_device
+from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS, root_device
 from osbuilder.run import run
 
 UBOOT_FILE = "u-boot.bin"
@@ -67,25 +67,7 @@ setenv osb_slot
 setenv osb_changed
 for s in ${{BOOT_ORDER}}; do
   if test "x${{osb_slot}}" = "x"; then
-    if test "${{s}}" = "A"; then
-      if test "${{BOOT_A_OK}}" = "1"; then
-        setenv osb_slot a
-      elif test ${{BOOT_A_LEFT}} -gt 0; then
-        setexpr BOOT_A_LEFT ${{BOOT_A_LEFT}} - 1
-        setenv osb_slot a
-        setenv osb_changed 1
-      fi
-    fi
-    if test "${{s}}" = "B"; then
-      if test "${{BOOT_B_OK}}" = "1"; then
-        setenv osb_slot b
-      elif test ${{BOOT_B_LEFT}} -gt 0; then
-        setexpr BOOT_B_LEFT ${{BOOT_B_LEFT}} - 1
-        setenv osb_slot b
-        setenv osb_changed 1
-      fi
-    fi
-  fi
+{slot_choices}  fi
 done
 if test "x${{osb_slot}}" = "x"; then
   # every slot used up its tries: start over rather than stop a headless board
@@ -133,6 +115,20 @@ fi
 {boot_cmd} ${{osb_kernel_addr}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
 """
 
+# one per slot inside the BOOT_ORDER loop: a known-good slot boots as it is, a slot on trial
+# only with a try left, which is counted down first
+SLOT_CHOICE = """\
+    if test "${{s}}" = "{S}"; then
+      if test "${{BOOT_{S}_OK}}" = "1"; then
+        setenv osb_slot {s}
+      elif test ${{BOOT_{S}_LEFT}} -gt 0; then
+        setexpr BOOT_{S}_LEFT ${{BOOT_{S}_LEFT}} - 1
+        setenv osb_slot {s}
+        setenv osb_changed 1
+      fi
+    fi
+"""
+
 # Debian arch -> (mkimage -A, U-Boot's command for the kernel image format)
 ARCH = {"arm64": ("arm64", "booti"), "armhf": ("arm", "bootz")}
 
@@ -146,7 +142,9 @@ def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                               cmdline=cmdline,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
                               env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
-                              boot_cmd=ARCH[arch][1])
+                              boot_cmd=ARCH[arch][1],
+                              slot_choices="".join(SLOT_CHOICE.format(s=x, S=x.upper())
+                                                   for x in SLOTS))
 
 
 def compile_script(source: str, dest: Path, arch: str = "arm64", epoch: int = 0) -> None:
