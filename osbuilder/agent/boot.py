@@ -26,7 +26,7 @@ from osbuilder.agent.apply import ssh_keys
 from osbuilder.agent.commands import run_commands
 from osbuilder.agent.config import SCHEMA, NodeConfig, block_of, parse
 from osbuilder.agent.facts import Facts
-from osbuilder.agent.fs import read_json, write_atomic, write_json
+from osbuilder.agent.fs import read_json, write_atomic, write_json, write_or_remove
 from osbuilder.agent.paths import AgentPaths
 from osbuilder.agent.sources import (
     Source,
@@ -169,6 +169,7 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
         write_json(paths.last_good, {"config": merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
     out.warnings += run_commands("boot_cmd", cfg.boot_cmd)
+    mark_later_work(cfg, paths)
     activate(cfg, name, paths)
     kept = " (kept last good config)" if errors else ""
     say(f"applied config{kept} (sources={','.join(used) or '(image defaults)'}, "
@@ -176,6 +177,31 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     record(paths, out, name, "error" if out.errors else "applied", seen,
            time.monotonic() - started)
     return out
+
+
+# cloud-init brings user-data from the network (EC2's IMDS) after `boot` ran
+CLOUD_INIT = "usr/bin/cloud-init"
+
+
+def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
+    """What `online` would fetch or re-check for this config; nothing -> it is not run."""
+    try:
+        work = ["config_url"] if collect(paths)[1] else []
+    except OsbError:  # a source that is not YAML may still name one: let `online` see
+        work = ["config_url (unreadable sources)"]
+    work += ["cloud-init user-data"] if (paths.root / CLOUD_INIT).exists() else []
+    work += ["ssh_authorized_keys"] if any(map(ssh_keys.is_remote,
+                                                cfg.ssh_authorized_keys)) else []
+    work += ["k3os.manifests"] if (cfg.k3s.role == "server"
+                                   and any(m.url for m in cfg.k3s.manifests)) else []
+    work += ["k3os.airgap_images"] if cfg.k3s.airgap_images else []
+    return work
+
+
+def mark_later_work(cfg: NodeConfig, paths: AgentPaths) -> None:
+    work = online_work(cfg, paths)
+    write_or_remove(paths.online_marker, "\n".join(work) + "\n" if work else None)
+    write_or_remove(paths.run_cmd_marker, "run_cmd\n" if cfg.run_cmd else None)
 
 
 def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: str,

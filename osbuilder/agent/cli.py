@@ -113,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         from osbuilder.agent.facts import gather
 
         if args.command == "boot":
-            return 1 if boot.boot(paths, gather()).errors else 0
+            failed = bool(boot.boot(paths, gather()).errors)
+            # the console's status line, here rather than in a unit of its own: one
+            # Python start less at boot (local-fs.target, so data is grown, is done)
+            print(status.gather(paths).oneline(), flush=True)
+            return 1 if failed else 0
         if args.command == "online":
             boot.online(paths, gather())
             return 0

@@ -35,3 +35,14 @@ class AgentPaths:
     @property
     def upgrade_record(self) -> Path:
         return self.state_dir / "upgrade.json"
+
+    # Markers in /run that `boot` leaves for the later units with work to do (their
+    # ConditionPathExists=): each unit started is a Python start, seconds of CPU at boot
+    # on a Pi or under emulation.
+    @property
+    def online_marker(self) -> Path:
+        return self.root / "run/osbuilder/online"
+
+    @property
+    def run_cmd_marker(self) -> Path:
+        return self.root / "run/osbuilder/run-cmd"

@@ -156,3 +156,27 @@ def test_ec2_key_pair_and_cloud_config_user_data(
     k3s = yaml.safe_load((paths.root / "etc/rancher/k3s/config.yaml").read_text())
     assert k3s["node-label"] == ["zone=eu-west-1a"]
     assert "hostname=ec2-7" in capsys.readouterr().out
+
+
+def test_later_units_are_started_only_with_work_to_do(tmp_path: Path) -> None:
+    """`boot` leaves the markers that osbuilder-online/-run-cmd.service are conditioned on:
+    a plain config starts neither (each is a Python start at boot)."""
+    paths = node(tmp_path / "plain", {"hostname": "n1", "k3os": {"password": "pw"}})
+    boot(paths, FACTS)
+    assert not paths.online_marker.exists() and not paths.run_cmd_marker.exists()
+
+    paths = node(tmp_path / "work", {"k3os": {"config_url": "http://127.0.0.1:9/n.yaml"},
+                                     "ssh_authorized_keys": ["github:someone"],
+                                     "run_cmd": ["true"]})
+    boot(paths, FACTS)
+    assert paths.online_marker.read_text().split("\n")[:2] == ["config_url",
+                                                               "ssh_authorized_keys"]
+    assert paths.run_cmd_marker.is_file()
+
+    # cloud-init in the image: user-data may arrive after boot, so `online` always runs
+    (paths.boot_dir / "config.yaml").write_text("hostname: n1\n")
+    (paths.root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (paths.root / "usr/bin/cloud-init").write_text("")
+    boot(paths, FACTS)
+    assert paths.online_marker.read_text() == "cloud-init user-data\n"
+    assert not paths.run_cmd_marker.exists(), "run_cmd gone from the config: marker removed"
