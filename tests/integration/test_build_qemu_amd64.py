@@ -87,6 +87,11 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
               "usr/lib/systemd/system/k3s.service", "usr/lib/systemd/system/k3s-agent.service",
               "usr/lib/python3/dist-packages/osbuilder/agent/cli.py"):
         assert f in listing, f"{f} missing from the root squashfs"
+    # the presets' disables reached the image: nothing for apt's or e2scrub's timers to do
+    # on an immutable root (each would be a wake-up and CPU on a Pi)
+    assert "usr/lib/systemd/system/apt-daily.timer" in listing
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
+        assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
     k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
     assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
