@@ -139,6 +139,9 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
         pass
     units = ["systemd-sysctl.service"] if cfg.sysctl else []
     units += ["systemd-modules-load.service"] if cfg.modules else []
+    # resolved starts alongside `boot` (osbuilder-boot.service): it may have read its
+    # configuration before the DNS drop-in was written
+    units += ["systemd-resolved.service"] if cfg.dns_nameservers else []
     if units:
         run(["systemctl", "restart", "--no-block", *units], check=False)
     run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)

@@ -37,6 +37,7 @@ SERVER = {
     "run_cmd": ["echo ran > /var/lib/e2e/run_cmd.txt"],
     "k3os": {"password": "s3cret-e2e", "sysctl": {"vm.swappiness": 13},
              "modules": ["dummy"], "ntp_servers": ["127.0.0.1"],
+             "dns_nameservers": ["10.0.2.99"],
              "labels": {"site": "lab"}, "taints": ["dedicated=edge:NoSchedule"],
              "tls_san": ["k3s.example.test"], "cluster_init": True, "disable": ["traefik"]},
 }
@@ -80,6 +81,9 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         lines = [line.strip() for line in out.splitlines()]
         assert "node-s1" in lines and "13" in lines, out
         assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
+        # resolved starts alongside the agent: restarted by it, it has the configured DNS
+        out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
+        assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
         out = vm.shell("echo s3cret-e2e | sudo -S cat /etc/rancher/k3s/config.yaml; sync")
         assert "cluster-init: true" in out and "k3s.example.test" in out
         # fleet upgrades: the server deploys the OSUpgrade CRD and runs the controller
