@@ -115,3 +115,22 @@ def live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
     cfg.write_text(yaml.safe_dump(INSTALL_CONFIG))
     return osbuilder_build(out, build_cache, k3s_server, "--format", "img,iso,pxe",
                            "--config", str(cfg))
+
+
+# the config baked into the console installer's ISO: no install.device, so booted with
+# osb.mode=install (its "install to disk" boot entry) the live system asks on the console
+CONSOLE_CONFIG = {"hostname": "console-node"}
+
+
+@pytest.fixture(scope="session")
+def console_live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                       k3s_server: Served, qemu_amd64_build: Build) -> Build:
+    """qemu-amd64 as img and iso with CONSOLE_CONFIG (no install: block) as --config."""
+    require_build_capability()
+    if shutil.which("xorriso") is None:
+        pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")
+    out = tmp_path_factory.mktemp("out-console")
+    cfg = out.parent / "console-config.yaml"
+    cfg.write_text(yaml.safe_dump(CONSOLE_CONFIG))
+    return osbuilder_build(out, build_cache, k3s_server, "--format", "img,iso",
+                           "--config", str(cfg))

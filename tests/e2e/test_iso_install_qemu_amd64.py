@@ -18,27 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv
 from tests.conftest import Build
 from tests.helpers.image import fat_read, partitions, probe, read_range
+from tests.helpers.live_vm import cdrom, vm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TIMEOUT = 600
-
-
-def cdrom(iso: Path) -> tuple[str, ...]:
-    return ("-device", "virtio-scsi-pci,id=scsi0",
-            "-drive", f"if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={iso}",
-            "-device", "scsi-cd,drive=cd0,bootindex=0")
-
-
-def vm(disk: Path, tmp_path: Path, log: str, extra: tuple[str, ...] = ()) -> VM:
-    serial, chardev = interactive_serial(tmp_path / f"{log}.sock", tmp_path / f"{log}.log")
-    argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
-                     extra=(*chardev, *extra))
-    return VM(argv, tmp_path / f"{log}.log", tmp_path / f"{log}.sock")
 
 
 def test_iso_installs_to_empty_disk_and_boots_from_it(live_build: Build,

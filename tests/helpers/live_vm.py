@@ -1,0 +1,60 @@
+"""QEMU VMs for the live-system e2e tests (ISO, PXE, their installs): the ISO as a
+virtio-scsi CD-ROM, a VM with a typed serial console and its own UEFI variables copy, and
+`osbuilder serve-pxe` on the host's 127.0.0.1 (the guest reaches it through guestfwd)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from osbuilder.boards import load_board
+from osbuilder.qemu import VM, interactive_serial, qemu_argv
+
+GUEST_URL = "http://10.0.2.100:8080"  # serve-pxe as the guest sees it (guestfwd)
+
+
+def cdrom(iso: Path) -> tuple[str, ...]:
+    return ("-device", "virtio-scsi-pci,id=scsi0",
+            "-drive", f"if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={iso}",
+            "-device", "scsi-cd,drive=cd0,bootindex=0")
+
+
+def vm(disk: Path, tmp_path: Path, log: str, extra: tuple[str, ...] = (), *,
+       guest_forwards: tuple[str, ...] = (), nic_options: tuple[str, ...] = ()) -> VM:
+    """A qemu-amd64 VM on disk with a typed console logged to tmp_path/<log>.log; every VM
+    of one test shares tmp_path/vars.fd (the UEFI boot entries an install adds)."""
+    serial, chardev = interactive_serial(tmp_path / f"{log}.sock", tmp_path / f"{log}.log")
+    argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
+                     extra=(*chardev, *extra), guest_forwards=guest_forwards,
+                     nic_options=nic_options)
+    return VM(argv, tmp_path / f"{log}.log", tmp_path / f"{log}.sock")
+
+
+def pxe_tftp(tmp_path: Path) -> tuple[str, ...]:
+    """nic_options for a PXE boot: QEMU's TFTP serves an iPXE script chaining to serve-pxe."""
+    tftp = tmp_path / "tftp"
+    tftp.mkdir(exist_ok=True)
+    (tftp / "chain.ipxe").write_text(f"#!ipxe\nchain {GUEST_URL}/boot.ipxe\n")
+    return (f"tftp={tftp}", "bootfile=chain.ipxe")
+
+
+@contextmanager
+def serve_pxe(folder: Path, config: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """`osbuilder serve-pxe folder --config config` on 127.0.0.1 (a free port), announcing
+    GUEST_URL to the nodes; yields (port, process)."""
+    proc = subprocess.Popen([sys.executable, "-m", "osbuilder", "serve-pxe", str(folder),
+                             "--bind", "127.0.0.1", "--port", "0", "--url", GUEST_URL,
+                             "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        m = re.search(r"on 127\.0\.0\.1:(\d+);", proc.stdout.readline())
+        assert m, proc.stderr.read() if proc.stderr else "serve-pxe did not start"
+        yield int(m.group(1)), proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
