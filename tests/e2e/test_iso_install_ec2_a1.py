@@ -25,18 +25,13 @@ from osbuilder.qemu import VM, qemu_argv
 from tests.conftest import EPOCH, require_build_capability
 from tests.helpers.image import fat_files, fat_read, partitions, probe
 from tests.helpers.k3s_fixture import write_release_dir
+from tests.helpers.live_vm import cdrom
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TIMEOUT = 1800  # an emulated Cortex-A72 on a shared 2-core host
 CONFIG = {"hostname": "iso-arm64", "k3os": {"password": "iso-arm64",
                                             "install": {"device": "/dev/vda", "silent": True}}}
-
-
-def cdrom(iso: Path) -> tuple[str, ...]:
-    return ("-device", "virtio-scsi-pci,id=scsi0",
-            "-drive", f"if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={iso}",
-            "-device", "scsi-cd,drive=cd0,bootindex=0")
 
 
 def test_arm64_iso_installs_and_the_disk_boots(tmp_path: Path, build_cache: Path) -> None:
