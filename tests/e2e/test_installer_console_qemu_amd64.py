@@ -21,8 +21,8 @@ import yaml
 
 from osbuilder.qemu import VM
 from tests.conftest import Build
-from tests.helpers.image import fat_read, partitions, probe
-from tests.helpers.live_vm import cdrom, vm
+from tests.helpers.image import fat_read
+from tests.helpers.live_vm import cdrom, installed_partitions, vm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 5 min under TCG on a loaded host
 
@@ -97,10 +97,7 @@ def test_console_installer_installs_agent_and_its_password_logs_in(
           f"{installed_at:.0f} s (disk writing {done.group(1)} s), TCG")
     assert "osbuilder-agent: installing qemu-amd64 1.0.0 to /dev/vda" in console
     assert PASSWORD not in console  # not echoed
-    label, parts = partitions(disk)
-    assert label == "gpt"
-    assert [p.name for p in parts] == ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B", "OSB_DATA"]
-    assert probe(disk, parts[1])["TYPE"] == "squashfs"
+    parts = installed_partitions(disk)
     cfg = yaml.safe_load(fat_read(disk, parts[0], "config.yaml"))
     assert cfg["hostname"] == "console-node"
     k3os = cfg["k3os"]

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tests.conftest import Build
-from tests.helpers.image import fat_read, partitions, probe, read_range
-from tests.helpers.live_vm import cdrom, vm
+from tests.helpers.image import fat_read, partitions, read_range
+from tests.helpers.live_vm import cdrom, installed_partitions, vm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -45,12 +45,7 @@ def test_iso_installs_to_empty_disk_and_boots_from_it(live_build: Build,
           f"{booted_live:.0f} s (disk writing {m.group(1)} s), TCG")
     assert "osbuilder-agent: installing qemu-amd64 1.0.0 to /dev/vda" in console
     assert "refus" not in console
-    label, parts = partitions(disk)
-    assert label == "gpt"
-    assert [p.name for p in parts] == ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B", "OSB_DATA"]
-    assert probe(disk, parts[0])["LABEL"] == "OSB_BOOT"
-    assert probe(disk, parts[1])["TYPE"] == "squashfs"
-    assert probe(disk, parts[3])["LABEL"] == "OSB_DATA"
+    parts = installed_partitions(disk)
     cfg = yaml.safe_load(fat_read(disk, parts[0], "config.yaml"))
     assert cfg == {"hostname": "installed-node", "k3os": {"password": "iso-e2e"}}, cfg
     assert b"osb.slot=a" in fat_read(disk, parts[0], "loader/entries/osb-a.conf")

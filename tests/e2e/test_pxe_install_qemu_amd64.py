@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tests.conftest import Build
-from tests.helpers.image import fat_read, partitions, probe
-from tests.helpers.live_vm import pxe_tftp, serve_pxe, vm
+from tests.helpers.image import fat_read
+from tests.helpers.live_vm import installed_partitions, pxe_tftp, serve_pxe, vm
 from tests.helpers.relay import guestfwd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 5 min under TCG on a loaded host
@@ -61,12 +61,7 @@ def test_pxe_boot_installs_config_url_node_to_disk(live_build: Build, tmp_path: 
     requested = re.findall(r'"GET (\S+) HTTP', log)
     assert "/osbuilder-qemu-amd64-1.0.0-pxe.squashfs" in requested
     assert "/config.yaml" in requested
-    label, parts = partitions(disk)
-    assert label == "gpt"
-    assert [p.name for p in parts] == ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B", "OSB_DATA"]
-    assert probe(disk, parts[0])["LABEL"] == "OSB_BOOT"
-    assert probe(disk, parts[1])["TYPE"] == "squashfs"
-    assert probe(disk, parts[3])["LABEL"] == "OSB_DATA"
+    parts = installed_partitions(disk)
     written = yaml.safe_load(fat_read(disk, parts[0], "config.yaml"))
     assert written == {"hostname": "pxe-installed",  # config_url's, without install:
                        "k3os": {"password": "pxe-install-e2e",

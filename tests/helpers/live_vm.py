@@ -13,6 +13,7 @@ from pathlib import Path
 
 from osbuilder.boards import load_board
 from osbuilder.qemu import VM, interactive_serial, qemu_argv
+from tests.helpers.image import Part, partitions, probe
 
 GUEST_URL = "http://10.0.2.100:8080"  # serve-pxe as the guest sees it (guestfwd)
 
@@ -58,3 +59,15 @@ def serve_pxe(folder: Path, config: Path) -> Iterator[tuple[int, subprocess.Pope
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def installed_partitions(disk: Path) -> list[Part]:
+    """The disk an install wrote, checked for the A/B layout of a disk image (GPT, the four
+    labels, slot A's squashfs, the boot and data file systems); its partitions."""
+    label, parts = partitions(disk)
+    assert label == "gpt"
+    assert [p.name for p in parts] == ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B", "OSB_DATA"]
+    assert probe(disk, parts[0])["LABEL"] == "OSB_BOOT"
+    assert probe(disk, parts[1])["TYPE"] == "squashfs"
+    assert probe(disk, parts[3])["LABEL"] == "OSB_DATA"
+    return parts
