@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -102,19 +103,26 @@ INSTALL_CONFIG = {"hostname": "installed-node",
                                                               "silent": True}}}
 
 
+def live_formats(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                 k3s_server: Served, name: str, formats: str, config: dict[str, Any]) -> Build:
+    """qemu-amd64 in formats that include iso, with config as --config."""
+    require_build_capability()
+    if shutil.which("xorriso") is None:
+        pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")
+    out = tmp_path_factory.mktemp(f"out-{name}")
+    cfg = out.parent / f"{name}-config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    return osbuilder_build(out, build_cache, k3s_server, "--format", formats,
+                           "--config", str(cfg))
+
+
 @pytest.fixture(scope="session")
 def live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                k3s_server: Served, qemu_amd64_build: Build) -> Build:
     """qemu-amd64 as img, iso and pxe, with INSTALL_CONFIG as --config; after the session's
     first build (qemu_amd64_build), which the tests expect to be the cold one."""
-    require_build_capability()
-    if shutil.which("xorriso") is None:
-        pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")
-    out = tmp_path_factory.mktemp("out-live")
-    cfg = out.parent / "install-config.yaml"
-    cfg.write_text(yaml.safe_dump(INSTALL_CONFIG))
-    return osbuilder_build(out, build_cache, k3s_server, "--format", "img,iso,pxe",
-                           "--config", str(cfg))
+    return live_formats(tmp_path_factory, build_cache, k3s_server, "live", "img,iso,pxe",
+                        INSTALL_CONFIG)
 
 
 # the config baked into the console installer's ISO: no install.device, so booted with
@@ -126,11 +134,5 @@ CONSOLE_CONFIG = {"hostname": "console-node"}
 def console_live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                        k3s_server: Served, qemu_amd64_build: Build) -> Build:
     """qemu-amd64 as img and iso with CONSOLE_CONFIG (no install: block) as --config."""
-    require_build_capability()
-    if shutil.which("xorriso") is None:
-        pytest.skip("xorriso missing (run `make deps`): cannot build --format iso")
-    out = tmp_path_factory.mktemp("out-console")
-    cfg = out.parent / "console-config.yaml"
-    cfg.write_text(yaml.safe_dump(CONSOLE_CONFIG))
-    return osbuilder_build(out, build_cache, k3s_server, "--format", "img,iso",
-                           "--config", str(cfg))
+    return live_formats(tmp_path_factory, build_cache, k3s_server, "console", "img,iso",
+                        CONSOLE_CONFIG)
