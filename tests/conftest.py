@@ -121,7 +121,7 @@ def live_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                k3s_server: Served, qemu_amd64_build: Build) -> Build:
     """qemu-amd64 as img, iso and pxe, with INSTALL_CONFIG as --config; after the session's
     first build (qemu_amd64_build), which the tests expect to be the cold one."""
-    return live_formats(tmp_path_factory, build_cache, k3s_server, "live", "img,iso,pxe",
+    return live_formats(tmp_path_factory, build_cache, k3s_server, "install", "img,iso,pxe",
                         INSTALL_CONFIG)
 
 
