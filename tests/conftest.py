@@ -46,20 +46,22 @@ class Build:
 
 
 def osbuilder_build(out: Path, cache: Path, served: Served, *extra: str,
-                    board: str = "qemu-amd64") -> Build:
+                    board: str = "qemu-amd64", timeout: float = 1800) -> Build:
+    """Build `board`, a board name or a board file (named after its board)."""
     env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH,
                OSB_K3S_CHANNEL_URL=served.channel_url, OSB_K3S_RELEASE_URL=served.release_url)
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "osbuilder", "build", "--board", board, "--out", str(out),
          "--cache-dir", str(cache), "--version", "1.0.0", *extra],
-        env=env, capture_output=True, text=True, timeout=1800,
+        env=env, capture_output=True, text=True, timeout=timeout,
     )
     dt = time.monotonic() - t0
     assert proc.returncode == 0, f"build failed:\n{proc.stderr[-4000:]}"
-    image = out / f"osbuilder-{board}-1.0.0.img"
+    name = Path(board).stem
+    image = out / f"osbuilder-{name}-1.0.0.img"
     assert proc.stdout.strip().splitlines()[-1] == str(image)
-    return Build(out, image, out / f"osbuilder-{board}-1.0.0.manifest.json", dt, proc.stderr,
+    return Build(out, image, out / f"osbuilder-{name}-1.0.0.manifest.json", dt, proc.stderr,
                  served)
 
 

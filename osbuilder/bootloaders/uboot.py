@@ -85,12 +85,7 @@ echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{
 if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
 setenv bootargs "{cmdline} ${{OSB_ARGS}}"
 echo "osbuilder: kernel arguments ${{bootargs}}"
-# the kernel goes 96 MiB above the initrd, 2 MiB aligned: Debian's arm64 Image (38-52 MB)
-# does not fit at some boards' kernel_addr_r (Pi: 0x80000, below the script and the fdt)
-setexpr osb_kernel_addr ${{ramdisk_addr_r}} / 0x200000
-setexpr osb_kernel_addr ${{osb_kernel_addr}} * 0x200000
-setexpr osb_kernel_addr ${{osb_kernel_addr}} + 0x6000000
-load ${{osb_part}} ${{osb_kernel_addr}} {slots}/${{osb_slot}}/vmlinuz
+{kernel_addr}load ${{osb_part}} ${{osb_kernel_addr}} {slots}/${{osb_slot}}/vmlinuz
 load ${{osb_part}} ${{ramdisk_addr_r}} {slots}/${{osb_slot}}/initrd.img
 setenv osb_initrd_size ${{filesize}}
 # the slot's own device tree: the one U-Boot names for this board (Pi: fdtfile), else the
@@ -129,8 +124,24 @@ SLOT_CHOICE = """\
     fi
 """
 
-# Debian arch -> (mkimage -A, U-Boot's command for the kernel image format)
-ARCH = {"arm64": ("arm64", "booti"), "armhf": ("arm", "bootz")}
+# where the script loads the kernel (osb_kernel_addr), per kernel image format
+KERNEL_ABOVE_INITRD = """\
+# the kernel goes 96 MiB above the initrd, 2 MiB aligned: Debian's arm64 Image (38-52 MB)
+# does not fit at some boards' kernel_addr_r (Pi: 0x80000, below the script and the fdt)
+setexpr osb_kernel_addr ${ramdisk_addr_r} / 0x200000
+setexpr osb_kernel_addr ${osb_kernel_addr} * 0x200000
+setexpr osb_kernel_addr ${osb_kernel_addr} + 0x6000000
+"""
+KERNEL_AT_ADDR_R = """\
+# an ARMv7 zImage must lie in RAM's first 128 MiB: its decompressor takes the start of RAM
+# from its own address rounded down to 128 MiB, and memory below that (the initrd) is lost.
+# kernel_addr_r is there (Pi 0x80000, QEMU 0x40400000); the zImage (6 MB) fits below the
+# script, the fdt and the initrd, and moves itself out of the decompressed kernel's way
+setenv osb_kernel_addr ${kernel_addr_r}
+"""
+# Debian arch -> (mkimage -A, U-Boot's command for the kernel image format, its placement)
+ARCH = {"arm64": ("arm64", "booti", KERNEL_ABOVE_INITRD),
+        "armhf": ("arm", "bootz", KERNEL_AT_ADDR_R)}
 
 
 def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
@@ -142,7 +153,7 @@ def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                               cmdline=cmdline,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
                               env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
-                              boot_cmd=ARCH[arch][1],
+                              boot_cmd=ARCH[arch][1], kernel_addr=ARCH[arch][2],
                               slot_choices="".join(SLOT_CHOICE.format(s=x, S=x.upper())
                                                    for x in SLOTS))
 

@@ -8,7 +8,8 @@
 - booted unchanged on QEMU virt through Debian's U-Boot (u-boot-qemu qemu_arm64), which
   runs the image's boot.scr: slot A, the agent's `applied config`;
 - upgraded v1 → v2 → broken v3 on that U-Boot path (the U-Boot slot chooser, the health
-  gate and the fallback of boot.scr).
+  gate and the fallback of boot.scr);
+- power cut (SIGKILL of QEMU) at random instants of upgrades on that path, 10 times.
 
 k3s is a stand-in (TEST DOUBLE, tests/helpers/k3s_fixture.py): the real one cannot be
 downloaded here. Slow: three builds with every maintainer script under emulation.
@@ -33,6 +34,7 @@ from tests.helpers.image import fat_files, fat_read, fat_write, partitions, prob
 from tests.helpers.upgrade_node import (
     Release,
     make_release,
+    power_cut_runs,
     upgrade_then_broken_upgrade,
     virt_console,
 )
@@ -153,3 +155,10 @@ def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> 
 def test_upgrade_then_broken_upgrade_rolls_back_on_u_boot(release: Release, www: Served,
                                                           tmp_path: Path) -> None:
     print("\n" + upgrade_then_broken_upgrade(release, www, tmp_path))
+
+
+def test_power_cut_at_random_instants_never_loses_a_good_slot_on_u_boot(
+        release: Release, www: Served, tmp_path: Path) -> None:
+    """10 SIGKILLs of QEMU during download, slot write, the flip of osbuilder.env and the
+    first boot of the new slot, on the U-Boot path: boot.scr's tries and fallback."""
+    print("\n" + power_cut_runs(release, www, tmp_path))

@@ -11,6 +11,7 @@ the host's 127.0.0.1 (tests/helpers/http_files.py), reached only through QEMU's 
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
 import sys
@@ -235,3 +236,58 @@ def upgrade_then_broken_upgrade(release: Release, www: Served, tmp: Path) -> str
     size_mb = (release.dir / b2).stat().st_size / 1e6
     return (f"upgrade figures ({release.board}, TCG): bundle {size_mb:.1f} MB, install "
             f"{inst.group(1)} s (download excluded), downtime reboot→gate passed {downtime:.0f} s")
+
+
+PHASES = ("download", "slot write", "selector flip", "first boot")
+
+
+def power_cut_runs(release: Release, www: Served, tmp: Path, runs: int = 10) -> str:
+    """SIGKILLs of QEMU at random instants (OSB_POWER_SEED) of an upgrade, the phases in
+    turn. After each, the next boot must reach a good slot whose data fsck clean and still
+    holds a file written before the first run. Returns the table for the test to print."""
+    rng = random.Random(int(os.environ.get("OSB_POWER_SEED", "7")))
+    node = Node(release, tmp, www)
+    boot = release.boot_timeout
+    rows = []
+    vm = node.start()
+    node.login(0)
+    node.sh("echo kept | sudo tee /var/lib/keep.txt && sync")
+    bundles = [release.bundle("1.1.0"), release.bundle("1.0.0")]
+    for run_no in range(runs):
+        phase = PHASES[run_no % len(PHASES)]
+        m = node.mark()
+        # 1.0.0 is older than 1.1.0: allowed, this test is about power, not versions
+        vm.type(f"sudo osbuilder-agent upgrade --allow-downgrade {URL}/{bundles[run_no % 2]}\n")
+        if phase == "download":
+            vm.wait_for(r"upgrade: downloading", 300, m)
+            time.sleep(rng.uniform(0.2, 5.0))
+        elif phase == "slot write":
+            vm.wait_for(r"upgrade: installing", 600, m)
+            time.sleep(rng.uniform(1.0, 20.0))
+        elif phase == "selector flip":
+            # RAUC calls the chooser last: it copies kernel and initrd, then flips
+            vm.wait_for(r"boot selector: staging slot", 900, m)
+            time.sleep(rng.uniform(0.0, 3.0))
+        else:
+            vm.wait_for(r"upgrade: rebooting", 900, m)
+            vm.wait_for(r"osbuilder: slot", boot, m)
+            time.sleep(rng.uniform(0.0, 30.0))
+        vm.kill()
+        rc, fsck = ext4_fsck(node.disk, partitions(node.disk)[1][3], tmp)
+        t0 = time.monotonic()
+        vm = node.start()
+        slot = vm.wait_for(r"osbuilder: slot ([ab])", boot).group(1)
+        node.login(0)
+        out = node.settled(slot)
+        good = re.search(rf"slot {slot}:\s+\S+ good", out) is not None and "kept" in out
+        rows.append((run_no + 1, phase, slot, good, rc, time.monotonic() - t0))
+        assert good, f"run {run_no + 1} ({phase}): booted slot {slot} not good:\n{out}"
+        assert rc == 0, f"run {run_no + 1} ({phase}): data partition not clean:\n{fsck}"
+    vm.kill()
+    lines = [f"power-cut runs ({release.board}, TCG)",
+             "run  phase          booted  good  fsck   back to good slot"]
+    lines += [f"{n:3}  {phase:13}  {slot:6}  {'yes' if good else 'NO':4}  "
+              f"{'clean' if rc == 0 else rc:5}  {dt:.0f} s"
+              for n, phase, slot, good, rc, dt in rows]
+    lines.append(f"survived {sum(1 for r in rows if r[3] and r[4] == 0)}/{len(rows)}")
+    return "\n".join(lines)

@@ -51,6 +51,9 @@ def test_script_names_the_env_file_and_slot_paths() -> None:
 def test_armhf_script_boots_a_zimage() -> None:
     s = boot_script("x", arch="armhf")
     assert "\nbootz ${osb_kernel_addr}" in s and "\nbooti" not in s
+    # in RAM's first 128 MiB (the zImage decompressor's rule), not above the initrd
+    assert "\nsetenv osb_kernel_addr ${kernel_addr_r}\n" in s
+    assert "+ 0x6000000" not in s
 
 
 def test_initial_env_the_image_slot_is_known_good() -> None:
