@@ -33,6 +33,7 @@ from tests.helpers.http_files import Served, serve_files
 from tests.helpers.image import fat_files, fat_read, fat_write, partitions, probe, squash_read
 from tests.helpers.upgrade_node import (
     Release,
+    boot_via_u_boot,
     make_release,
     power_cut_runs,
     upgrade_then_broken_upgrade,
@@ -129,14 +130,7 @@ def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> 
     log = tmp_path / "console.log"
     argv = qemu_argv(load_board("rpi-arm64"), disk, tmp_path / "vars.fd", serial=f"file:{log}")
     with VM(argv, log) as vm:
-        vm.wait_for(r"osbuilder: booting slot a \(A left 3, B left 0\)", 300)
-        vm.wait_for(r"osbuilder: slot a", BOOT)
-        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
-                    r"hostname=uboot-node\)", BOOT)
-        t_applied = vm.elapsed()
-        m = vm.wait_for(r"osbuilder-agent: status (.*)", BOOT)
-        fields = dict(kv.split("=", 1) for kv in m.group(1).split())
-        vm.wait_for(r"uboot-node login:", BOOT)
+        t_applied, fields = boot_via_u_boot(vm, "uboot-node", BOOT)
         print(f"\nrpi-arm64 via U-Boot on QEMU virt (TCG): boot to applied config "
               f"{t_applied:.0f} s, to login {vm.elapsed():.0f} s")
         console = vm.console()

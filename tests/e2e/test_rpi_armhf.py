@@ -24,7 +24,7 @@ from tests.conftest import Build, osbuilder_build, require_build_capability
 from tests.helpers.archive_shim import shim_board_file
 from tests.helpers.image import fat_write, partitions
 from tests.helpers.k3s_fixture import Served
-from tests.helpers.upgrade_node import virt_console
+from tests.helpers.upgrade_node import boot_via_u_boot, virt_console
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,13 +52,7 @@ def test_boots_through_u_boot_on_qemu_virt(armhf_build: Build, tmp_path: Path) -
     argv = qemu_argv(load_board("rpi-armhf"), disk, tmp_path / "vars.fd", serial=serial,
                      extra=extra)
     with VM(argv, log, sock) as vm:
-        vm.wait_for(r"osbuilder: booting slot a \(A left 3, B left 0\)", 300)
-        vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
-                    r"hostname=pi2\)", BOOT)
-        t_applied = vm.elapsed()
-        m = vm.wait_for(r"osbuilder-agent: status (.*)", BOOT)
-        fields = dict(kv.split("=", 1) for kv in m.group(1).split())
-        vm.wait_for(r"pi2 login:", BOOT)
+        t_applied, fields = boot_via_u_boot(vm, "pi2", BOOT)
         print(f"\nrpi-armhf via U-Boot on QEMU virt (TCG): boot to applied config "
               f"{t_applied:.0f} s, to login {vm.elapsed():.0f} s")
         vm.login("osb", "pw", 600)

@@ -59,6 +59,19 @@ def virt_console(disk: Path, tmp: Path) -> None:
               b"OSB_ARGS=console=ttyAMA0,115200\n", tmp)
 
 
+def boot_via_u_boot(vm: VM, hostname: str, timeout: float) -> tuple[float, dict[str, str]]:
+    """A Pi image's first boot on QEMU virt through its boot.scr, up to the login prompt:
+    (seconds to the agent's `applied config`, the fields of its status line)."""
+    vm.wait_for(r"osbuilder: booting slot a \(A left 3, B left 0\)", 300)
+    vm.wait_for(r"osbuilder: slot a", timeout)
+    vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
+                rf"hostname={hostname}\)", timeout)
+    t_applied = vm.elapsed()
+    m = vm.wait_for(r"osbuilder-agent: status (.*)", timeout)
+    vm.wait_for(rf"{hostname} login:", timeout)
+    return t_applied, dict(kv.split("=", 1) for kv in m.group(1).split())
+
+
 def build(board: str, out: Path, cache: Path, version: str, k3s_dir: Path, keys: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "osbuilder", "build", "--board", board, "--out", str(out),
