@@ -5,8 +5,7 @@ built. The pool it names is still served. This shim serves that Packages.xz with
 file written for it (unsigned: the mirror line says [trusted=yes]) and redirects every pool/
 request to the real archive, so the packages themselves are Debian's, checked by apt
 against the index. Used only by the rpi-armhf legs (tests/e2e/test_rpi_armhf.py,
-tests/integration/test_build_arm_boards.py); a user's build reads the
-archive directly (boards/rpi-armhf.yaml)."""
+tests/integration/test_build_arm_boards.py); a user's build reads the archive directly."""
 
 from __future__ import annotations
 
