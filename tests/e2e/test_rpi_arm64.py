@@ -23,18 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from osbuilder.boards import load_board
 from osbuilder.layout import MIB
-from osbuilder.qemu import VM, qemu_argv, scratch_disk
+from osbuilder.qemu import VM, qemu_argv
 from tests.conftest import require_build_capability
 from tests.helpers.http_files import Served, serve_files
-from tests.helpers.image import fat_files, fat_read, fat_write, partitions, probe, squash_read
+from tests.helpers.image import fat_files, fat_read, partitions, probe, squash_read
 from tests.helpers.upgrade_node import (
     Release,
     boot_via_u_boot,
     make_release,
+    node_disk,
     power_cut_runs,
     upgrade_then_broken_upgrade,
     virt_console,
@@ -90,15 +90,8 @@ def test_image_layout_and_files(release: Release, tmp_path: Path) -> None:
     assert {"raspi-firmware", "firmware-brcm80211", "u-boot-rpi", "linux-image-arm64"} <= names
 
 
-def node_disk(release: Release, tmp: Path, hostname: str) -> Path:
-    disk = scratch_disk(release.image, tmp / "sd.img", "4G")  # raspi3b: a power of 2
-    fat_write(disk, partitions(disk)[1][0], "config.yaml",
-              yaml.safe_dump({"hostname": hostname, "k3os": {"password": "pw"}}).encode(), tmp)
-    return disk
-
-
 def test_boots_on_qemu_raspi3b(release: Release, tmp_path: Path) -> None:
-    disk = node_disk(release, tmp_path, "pi3")
+    disk = node_disk(release.image, tmp_path, "pi3")
     boot = partitions(disk)[1][0]
     for name, path in (("vmlinuz", "osb/a/vmlinuz"), ("initrd.img", "osb/a/initrd.img"),
                        ("pi3.dtb", "osb/a/broadcom/bcm2837-rpi-3-b.dtb")):
@@ -125,7 +118,7 @@ def test_boots_on_qemu_raspi3b(release: Release, tmp_path: Path) -> None:
 
 
 def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> None:
-    disk = node_disk(release, tmp_path, "uboot-node")
+    disk = node_disk(release.image, tmp_path, "uboot-node")
     virt_console(disk, tmp_path)
     log = tmp_path / "console.log"
     argv = qemu_argv(load_board("rpi-arm64"), disk, tmp_path / "vars.fd", serial=f"file:{log}")

@@ -16,15 +16,13 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.qemu import VM, interactive_serial, qemu_argv
 from tests.conftest import Build, osbuilder_build, require_build_capability
 from tests.helpers.archive_shim import shim_board_file
-from tests.helpers.image import fat_write, partitions
 from tests.helpers.k3s_fixture import Served
-from tests.helpers.upgrade_node import boot_via_u_boot, virt_console
+from tests.helpers.upgrade_node import boot_via_u_boot, node_disk, virt_console
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,10 +40,7 @@ def armhf_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
 
 
 def test_boots_through_u_boot_on_qemu_virt(armhf_build: Build, tmp_path: Path) -> None:
-    disk = scratch_disk(armhf_build.image, tmp_path / "sd.img", "4G")
-    fat_write(disk, partitions(disk)[1][0], "config.yaml",
-              yaml.safe_dump({"hostname": "pi2", "k3os": {"password": "pw"}}).encode(),
-              tmp_path)
+    disk = node_disk(armhf_build.image, tmp_path, "pi2")
     virt_console(disk, tmp_path)
     log, sock = tmp_path / "console.log", tmp_path / "console.sock"
     serial, extra = interactive_serial(sock, log)

@@ -59,6 +59,15 @@ def virt_console(disk: Path, tmp: Path) -> None:
               b"OSB_ARGS=console=ttyAMA0,115200\n", tmp)
 
 
+def node_disk(image: Path, tmp: Path, hostname: str) -> Path:
+    """A 4 GiB SD card (raspi3b wants a power of 2) from a Pi image, with a server config
+    for `hostname` (console password "pw") on its FAT partition."""
+    disk = scratch_disk(image, tmp / "sd.img", "4G")
+    fat_write(disk, partitions(disk)[1][0], "config.yaml",
+              yaml.safe_dump({"hostname": hostname, "k3os": {"password": "pw"}}).encode(), tmp)
+    return disk
+
+
 def boot_via_u_boot(vm: VM, hostname: str, timeout: float) -> tuple[float, dict[str, str]]:
     """A Pi image's first boot on QEMU virt through its boot.scr, up to the login prompt:
     (seconds to the agent's `applied config`, the fields of its status line)."""
