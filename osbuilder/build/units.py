@@ -13,8 +13,10 @@ UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system
 
 
 def apply_presets(ctx: BuildContext) -> None:
-    # users declared in sysusers.d (the default user osb) exist in the image's /etc
-    chroot_run(ctx.rootfs, ["systemd-sysusers"])
+    # users declared in sysusers.d (the default user osb) exist in the image's /etc; with
+    # SOURCE_DATE_EPOCH, not today, as /etc/shadow's last-change day (else two builds a
+    # day apart differ)
+    chroot_run(ctx.rootfs, ["systemd-sysusers"], env=ctx.env)
     verbs: dict[str, str] = {}  # unit -> enable/disable; a later preset file wins
     for preset in sorted((ctx.rootfs / PRESETS).glob("*-osbuilder*.preset")):
         for line in preset.read_text().splitlines():

@@ -4,7 +4,6 @@ PXE files, the live initramfs, and the install plan inside the root."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from osbuilder.download import sha256_file
 from tests.conftest import INSTALL_CONFIG, Build, osbuilder_build
 from tests.helpers.image import Part, fat_files, fat_read, partitions, probe, read_range
 from tests.helpers.k3s_fixture import Served
@@ -125,7 +125,7 @@ def test_pxe_files(live_build: Build) -> None:
         out / f"{NAME}-pxe.pxelinux.cfg").read_text()
     assert f"linux (http,SERVER:8080)/{NAME}-pxe.vmlinuz boot=osblive" in (
         out / f"{NAME}-pxe.grub.cfg").read_text()
-    sq = hashlib.sha256((out / f"{NAME}-pxe.squashfs").read_bytes()).hexdigest()
+    sq = sha256_file(out / f"{NAME}-pxe.squashfs")
     assert f"sha256 {sq}" in live_build.log
     esp = partitions(live_build.image)[1][0]
     assert (out / f"{NAME}-pxe.vmlinuz").read_bytes() == fat_read(live_build.image, esp,
@@ -141,4 +141,4 @@ def test_same_inputs_same_iso_and_pxe(live_build: Build, build_cache: Path,
     names = [f"{NAME}.iso"] + [p.name for p in live_build.out.glob(f"{NAME}-pxe.*")]
     assert len(names) == 8
     for name in names:
-        assert (again.out / name).read_bytes() == (live_build.out / name).read_bytes(), name
+        assert sha256_file(again.out / name) == sha256_file(live_build.out / name), name
