@@ -82,7 +82,7 @@ def stage_timings(log: Path) -> str:
 def boot_figures(image: Path, work: Path) -> dict[str, float]:
     (work / "vars.fd").unlink(missing_ok=True)  # every boot a first boot, like DIB's
     disk = scratch_disk(image, work / "boot.img", "4G")
-    serial, extra = interactive_serial(work / "console.sock", work / "console.log")
+    serial, extra = interactive_serial(work / "console.sock")
     argv = qemu_argv(load_board(BOARD), disk, work / "vars.fd", serial=serial, extra=extra)
     with VM(argv, work / "console.log", work / "console.sock") as vm:
         vm.wait_for(r"osbuilder-agent: applied config", 600)

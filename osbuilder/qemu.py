@@ -82,11 +82,13 @@ def scratch_disk(image: Path, dest: Path, size: str) -> Path:
     return dest
 
 
-def interactive_serial(sock: Path, log: Path) -> tuple[str, tuple[str, ...]]:
-    """(serial, extra argv) for a console that is logged to a file and can be typed into
-    through a unix socket (VM.type)."""
+def interactive_serial(sock: Path) -> tuple[str, tuple[str, ...]]:
+    """(serial, extra argv) for a console that VM reads and types into through a unix
+    socket. QEMU waits for VM to connect before it starts the guest, so nothing is lost;
+    VM writes the log itself because QEMU 7.2's chardev logfile repeats bytes whenever a
+    write to a full socket returns EAGAIN."""
     return "chardev:console0", (
-        "-chardev", f"socket,id=console0,path={sock},server=on,wait=off,logfile={log}",
+        "-chardev", f"socket,id=console0,path={sock},server=on,wait=on",
     )
 
 
@@ -107,31 +109,48 @@ class VM:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.socket is not None:
+            self._sock = self._connect(self.socket)
+            threading.Thread(target=self._record, args=(self._sock, self.log),
+                             daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
 
+    def _connect(self, path: Path, timeout: float = 30) -> sock_mod.socket:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            sock = sock_mod.socket(sock_mod.AF_UNIX, sock_mod.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+                return sock
+            except OSError:  # not listening yet (or a previous run's socket file)
+                sock.close()
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise OsbError(f"QEMU's console socket {path} did not open: {err}")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _record(sock: sock_mod.socket, log: Path) -> None:
+        # read at once, always: a full socket stalls the guest's UART
+        with log.open("ab") as f:
+            try:
+                while data := sock.recv(65536):
+                    f.write(data)
+                    f.flush()
+            except OSError:
+                pass
+
     def type(self, text: str) -> None:
         """Type on the serial console (slowly: the guest's UART has a small FIFO)."""
-        if self._sock is None:
-            assert self.socket is not None, "VM started without an interactive console"
-            self._sock = sock_mod.socket(sock_mod.AF_UNIX, sock_mod.SOCK_STREAM)
-            self._sock.connect(str(self.socket))
-            # QEMU also sends the guest's output here; unread, it fills the socket buffer
-            # and stalls the guest's UART. The logfile already has it: discard.
-            threading.Thread(target=self._drain, args=(self._sock,), daemon=True).start()
+        assert self._sock is not None, "VM started without an interactive console"
         for ch in text.encode():
             self._sock.sendall(bytes([ch]))
             time.sleep(0.01)
-
-    @staticmethod
-    def _drain(sock: sock_mod.socket) -> None:
-        try:
-            while sock.recv(65536):
-                pass
-        except OSError:
-            pass
 
     def login(self, user: str, password: str, timeout: float = 120) -> None:
         mark = len(self.console())

@@ -55,7 +55,7 @@ def write_config(disk: Path, config: dict[str, Any] | str, tmp_path: Path) -> No
 
 
 def boot(disk: Path, tmp_path: Path, guestfwd: tuple[str, ...] = ()) -> VM:
-    serial, extra = interactive_serial(tmp_path / "console.sock", tmp_path / "console.log")
+    serial, extra = interactive_serial(tmp_path / "console.sock")
     argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
                      extra=extra, guest_forwards=guestfwd)
     return VM(argv, tmp_path / "console.log", tmp_path / "console.sock")

@@ -39,7 +39,7 @@ def test_ec2_user_data_reaches_the_agent(ec2_amd64_build: Build, tmp_path: Path)
     image = ec2_amd64_build.image
     disk = scratch_disk(image, tmp_path / "disk.img", "4G")
     seed = nocloud_seed(tmp_path / "seed.img", USER_DATA, "i-0e2e000000000001", (KEY_PAIR,))
-    serial, extra = interactive_serial(tmp_path / "console.sock", tmp_path / "console.log")
+    serial, extra = interactive_serial(tmp_path / "console.sock")
     argv = qemu_argv(load_board("ec2-amd64"), disk, tmp_path / "vars.fd", serial=serial,
                      extra=(*extra, *seed_drive(seed)))
     with VM(argv, tmp_path / "console.log", tmp_path / "console.sock") as vm:

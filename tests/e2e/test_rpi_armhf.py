@@ -43,7 +43,7 @@ def test_boots_through_u_boot_on_qemu_virt(armhf_build: Build, tmp_path: Path) -
     disk = node_disk(armhf_build.image, tmp_path, "pi2")
     virt_console(disk, tmp_path)
     log, sock = tmp_path / "console.log", tmp_path / "console.sock"
-    serial, extra = interactive_serial(sock, log)
+    serial, extra = interactive_serial(sock)
     argv = qemu_argv(load_board("rpi-armhf"), disk, tmp_path / "vars.fd", serial=serial,
                      extra=extra)
     with VM(argv, log, sock) as vm:

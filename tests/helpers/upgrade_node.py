@@ -147,7 +147,7 @@ class Node:
         self.vm: VM | None = None
 
     def start(self) -> VM:
-        serial, extra = interactive_serial(self.tmp / "console.sock", self.tmp / "console.log")
+        serial, extra = interactive_serial(self.tmp / "console.sock")
         argv = qemu_argv(self.board, self.disk, self.tmp / "vars.fd", serial=serial,
                          extra=extra,
                          guest_forwards=(guestfwd("10.0.2.100:8080", self.www.port),))
