@@ -14,6 +14,7 @@ file; it has U-Boot's binary layout (uboot_env.py), so fw_printenv reads it too.
 
 Boot partition (OSB_BOOT, the first FAT partition):
   u-boot.bin, boot.scr, osbuilder.env       (+ the Pi firmware and config.txt, raspi.py)
+  osbuilder-redund.env                       its copy, for a torn write (uboot_env.py)
   osbuilder-args.txt                         your kernel arguments (OSB_ARGS=...)
   osb/<slot>/vmlinuz, initrd.img, <dtbs>     one folder per slot
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from osbuilder.bootloaders import raspi
 from osbuilder.bootloaders.uboot_env import (
+    ENV_COPY,
     ENV_FILE,
     ENV_SIZE,
     ENV_VARS,
@@ -55,8 +57,15 @@ setenv BOOT_A_LEFT {tries}
 setenv BOOT_B_LEFT 0
 setenv BOOT_A_VERSION
 setenv BOOT_B_VERSION
-if load ${{osb_part}} ${{kernel_addr_r}} {env}; then
-  env import -c ${{kernel_addr_r}} {size:#x}
+# the state: the file, else (a write of it cut short: bad CRC) its copy
+setenv osb_state
+for f in {env} {copy}; do
+  if test -z "${{osb_state}}" && load ${{osb_part}} ${{kernel_addr_r}} ${{f}}; then
+    env import -c ${{kernel_addr_r}} {size:#x} && setenv osb_state ${{f}}
+  fi
+done
+if test "${{osb_state}}" = "{copy}"; then
+  echo "osbuilder: {env} unreadable, state from {copy}"
 fi
 # your own kernel arguments: OSB_ARGS=... in {args}, a text file any laptop can edit
 setenv OSB_ARGS
@@ -80,6 +89,7 @@ fi
 if test -n "${{osb_changed}}"; then
   env export -c -s {size:#x} ${{kernel_addr_r}} {env_vars}
   fatwrite ${{osb_part}} ${{kernel_addr_r}} {env} {size:#x}
+  fatwrite ${{osb_part}} ${{kernel_addr_r}} {copy} {size:#x}
 fi
 echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{BOOT_B_LEFT}})"
 if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
@@ -149,8 +159,8 @@ def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                 default_dtb: str = "") -> str:
     """The script source; `cmdline` may use ${osb_slot} (a or b) and ${osb_root} (the
     slot's root device, from `roots`)."""
-    return BOOT_SCRIPT.format(env=ENV_FILE, args=ARGS_FILE, size=ENV_SIZE, tries=tries,
-                              cmdline=cmdline,
+    return BOOT_SCRIPT.format(env=ENV_FILE, copy=ENV_COPY, args=ARGS_FILE, size=ENV_SIZE,
+                              tries=tries, cmdline=cmdline,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
                               env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
                               boot_cmd=ARCH[arch][1], kernel_addr=ARCH[arch][2],
@@ -223,6 +233,8 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
                                       root_device(b.partition_table, "b")),
                                default_dtb=b.dtbs[0] if b.dtbs else ""),
                    esp / "boot.scr", b.arch, ctx.options.source_date_epoch)
-    (esp / ENV_FILE).write_bytes(env_blob(initial_env(slot, ctx.options.version)))
+    state = env_blob(initial_env(slot, ctx.options.version))
+    for name in (ENV_FILE, ENV_COPY):
+        (esp / name).write_bytes(state)
     (esp / ARGS_FILE).write_text(ARGS_TEXT)
     stage_slot_files(ctx, esp / SLOT_DIR / slot)

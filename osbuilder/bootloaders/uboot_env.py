@@ -14,6 +14,9 @@ from osbuilder.layout import BOOT_TRIES
 # not "uboot.env": Debian's rpi U-Boot loads that file as its whole environment (replacing
 # its built-in bootcmd); the A/B state lives beside it in a file of the same binary layout
 ENV_FILE = "osbuilder.env"
+# a second copy, written after ENV_FILE: U-Boot's fatwrite rewrites a file in place, so a
+# power cut during it can tear ENV_FILE (bad CRC); the copy then holds the state before
+ENV_COPY = "osbuilder-redund.env"
 ENV_SIZE = 0x4000
 # everything the boot script keeps (it writes only these back)
 ENV_VARS = ("BOOT_ORDER", "BOOT_A_OK", "BOOT_B_OK", "BOOT_A_LEFT", "BOOT_B_LEFT",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.bootloaders.uboot import boot_script, compile_script
-from osbuilder.bootloaders.uboot_env import ENV_FILE, env_blob, parse_env
+from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, env_blob, parse_env
 
 pytestmark = pytest.mark.e2e
 
@@ -54,14 +54,18 @@ def disk(tmp_path: Path) -> Path:
     return img
 
 
-def put_env(img: Path, tmp: Path, env: dict[str, str]) -> None:
-    (tmp / "env.bin").write_bytes(env_blob(env))
+def put_env(img: Path, tmp: Path, env: dict[str, str], name: str = ENV_FILE,
+            torn: bool = False) -> None:
+    blob = bytearray(env_blob(env))
+    if torn:  # a power cut in the middle of a write: the CRC no longer matches
+        blob[100:] = bytes(len(blob) - 100)
+    (tmp / "env.bin").write_bytes(blob)
     subprocess.run(["mcopy", "-o", "-i", f"{img}@@{PART_START}", str(tmp / "env.bin"),
-                    f"::/{ENV_FILE}"], check=True)
+                    f"::/{name}"], check=True)
 
 
-def get_env(img: Path, tmp: Path) -> dict[str, str]:
-    subprocess.run(["mcopy", "-o", "-i", f"{img}@@{PART_START}", f"::/{ENV_FILE}",
+def get_env(img: Path, tmp: Path, name: str = ENV_FILE) -> dict[str, str]:
+    subprocess.run(["mcopy", "-o", "-i", f"{img}@@{PART_START}", f"::/{name}",
                     str(tmp / "out.bin")], check=True)
     return parse_env((tmp / "out.bin").read_bytes())
 
@@ -131,6 +135,21 @@ def test_users_kernel_arguments_from_the_text_file(disk: Path, tmp_path: Path) -
              if line.startswith("osbuilder: kernel arguments")]
     assert lines and lines[0].rstrip().endswith("root=PARTUUID=6f736231-02 console=ttyAMA0 "
                                                 "x.y=1"), lines
+
+
+def test_torn_env_file_falls_back_to_its_copy(disk: Path, tmp_path: Path) -> None:
+    """A power cut tore osbuilder.env (bad CRC): the script takes the state from its copy
+    (B on trial after an upgrade, not the defaults' slot A), and its count-down rewrites
+    both files whole."""
+    before = {"BOOT_ORDER": "B A", "BOOT_A_OK": "1", "BOOT_A_LEFT": "3", "BOOT_B_OK": "0",
+              "BOOT_B_LEFT": "3", "BOOT_A_VERSION": "1.0.0", "BOOT_B_VERSION": "1.1.0"}
+    put_env(disk, tmp_path, before, name=ENV_COPY)
+    put_env(disk, tmp_path, {**before, "BOOT_B_LEFT": "2"}, torn=True)
+    line = boot_until_slot(disk, tmp_path / "boot.log")
+    assert line == "osbuilder: booting slot b (A left 3, B left 2)"
+    assert f"{ENV_FILE} unreadable" in (tmp_path / "boot.log").read_text(errors="replace")
+    after = {**before, "BOOT_B_LEFT": "2"}
+    assert get_env(disk, tmp_path) == after and get_env(disk, tmp_path, ENV_COPY) == after
 
 
 def test_script_starts_over_when_no_slot_has_tries(disk: Path, tmp_path: Path) -> None:

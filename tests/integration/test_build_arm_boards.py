@@ -31,7 +31,7 @@ from tests.helpers.k3s_fixture import Served
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ARCH_TAG = {"arm64": b"# arm64\n", "armhf": b"# arm\n"}
-# board -> files its boot partition must hold besides boot.scr, osbuilder.env, osb/a/*
+# board -> files its boot partition must hold besides boot.scr, the env files, osb/a/*
 BOOT_FILES = {
     "rpi5": ["config.txt", "u-boot.bin", "bcm2712-rpi-5-b.dtb"],
     "rpi-armhf": ["bootcode.bin", "start.elf", "fixup.dat", "config.txt", "u-boot.bin",
@@ -69,8 +69,8 @@ def test_u_boot_board_image(name: str, k3s_server: Served, build_cache: Path,
     assert root_a["TYPE"] == "squashfs" and "TYPE" not in root_b
     assert (data["TYPE"], data["LABEL"]) == ("ext4", "OSB_DATA")
     files = set(fat_files(img, parts[0]))
-    wanted = ["boot.scr", "osbuilder.env", "osb/a/vmlinuz", "osb/a/initrd.img",
-              *(f"osb/a/{d}" for d in board.dtbs), *BOOT_FILES[name]]
+    wanted = ["boot.scr", "osbuilder.env", "osbuilder-redund.env", "osb/a/vmlinuz",
+              "osb/a/initrd.img", *(f"osb/a/{d}" for d in board.dtbs), *BOOT_FILES[name]]
     assert not [f for f in wanted if f not in files], sorted(files)
     assert kernel_is_for(board.arch, fat_read(img, parts[0], "osb/a/vmlinuz"))
     # the k3s asset of the board's arch (the stand-in names it; a real k3s is an ELF of

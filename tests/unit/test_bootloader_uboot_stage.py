@@ -59,6 +59,7 @@ def test_rpi_boot_partition(tmp_path: Path) -> None:
     assert config[2:] == ["[all]", "kernel=u-boot.bin", "arm_64bit=1", "enable_uart=1",
                           "gpu_mem=16", "upstream_kernel=1"]
     env = parse_env((esp / "osbuilder.env").read_bytes())
+    assert (esp / "osbuilder-redund.env").read_bytes() == (esp / "osbuilder.env").read_bytes()
     assert env["BOOT_ORDER"] == "A B" and env["BOOT_A_OK"] == "1"
     assert env["BOOT_A_VERSION"] == "1.2.3" and env["BOOT_B_LEFT"] == "0"
     # boot.scr: a U-Boot script image (mkimage) around the script with this board's cmdline
@@ -113,7 +114,8 @@ def test_jetson_card_has_no_u_boot_and_names_its_dtb(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path, name="jetson-nano")
     uboot.stage_boot_files(ctx)
     names = {str(p.relative_to(ctx.esp)) for p in ctx.esp.rglob("*") if p.is_file()}
-    assert names == {"boot.scr", "osbuilder.env", "osbuilder-args.txt", "osb/a/vmlinuz",
+    assert names == {"boot.scr", "osbuilder.env", "osbuilder-redund.env",
+                     "osbuilder-args.txt", "osb/a/vmlinuz",
                      "osb/a/initrd.img",
                      "osb/a/nvidia/tegra210-p3450-0000.dtb"}
     assert b"setenv osb_default_dtb osb/${osb_slot}/nvidia/tegra210-p3450-0000.dtb" in \

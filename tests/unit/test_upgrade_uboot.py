@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from osbuilder.agent.upgrade.uboot import UBootChooser
-from osbuilder.bootloaders.uboot_env import ENV_FILE, env_blob, initial_env, parse_env
+from osbuilder.bootloaders.uboot_env import (
+    ENV_COPY,
+    ENV_FILE,
+    env_blob,
+    initial_env,
+    parse_env,
+)
 from osbuilder.errors import OsbError
 
 DTBS = ("broadcom/bcm2837-rpi-3-b.dtb", "broadcom/bcm2711-rpi-4-b.dtb")
@@ -37,8 +43,14 @@ def boot(tmp_path: Path) -> Path:
     for d in DTBS:
         (boot / "osb/a" / d).parent.mkdir(parents=True, exist_ok=True)
         (boot / "osb/a" / d).write_text(f"{d} 1.0.0")
-    (boot / ENV_FILE).write_bytes(env_blob(initial_env("a", "1.0.0")))
+    put(boot, initial_env("a", "1.0.0"))
     return boot
+
+
+def put(boot: Path, e: dict[str, str]) -> None:
+    """What the build and boot.scr write: the file, then its copy."""
+    for name in (ENV_FILE, ENV_COPY):
+        (boot / name).write_bytes(env_blob(e))
 
 
 def chooser(boot: Path, tmp: Path, booted: str = "a",
@@ -66,10 +78,10 @@ def boot_attempt(boot: Path) -> str:
             return name.lower()
         if int(e[f"BOOT_{name}_LEFT"]) > 0:
             e[f"BOOT_{name}_LEFT"] = str(int(e[f"BOOT_{name}_LEFT"]) - 1)
-            (boot / ENV_FILE).write_bytes(env_blob(e))
+            put(boot, e)
             return name.lower()
     e["BOOT_A_LEFT"] = e["BOOT_B_LEFT"] = "3"
-    (boot / ENV_FILE).write_bytes(env_blob(e))
+    put(boot, e)
     return "a"
 
 
@@ -140,11 +152,30 @@ def test_slot_without_osbuilder_root_changes_nothing(boot: Path, tmp_path: Path)
     assert (boot / ENV_FILE).read_bytes() == before
 
 
+def tear(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[20] ^= 0xFF
+    path.write_bytes(bytes(blob))
+
+
+def test_torn_env_file_reads_the_copy_and_the_next_write_mends_it(boot: Path,
+                                                                   tmp_path: Path) -> None:
+    """A power cut in boot.scr's in-place write of osbuilder.env: the copy holds the state
+    before it, as boot.scr also reads it; the chooser's next change rewrites both."""
+    ch = chooser(boot, tmp_path)
+    ch.set_state("b", False)
+    ch.set_primary("b")
+    tear(boot / ENV_FILE)
+    assert ch.primary() == "b" and ch.tries_left("b") == 3
+    chooser(boot, tmp_path, booted="b").set_state("b", True)
+    assert env(boot) == parse_env((boot / ENV_COPY).read_bytes())
+    assert env(boot)["BOOT_B_OK"] == "1"
+
+
 def test_missing_or_torn_env_is_a_clear_error(boot: Path, tmp_path: Path) -> None:
     ch = chooser(boot, tmp_path)
-    blob = bytearray((boot / ENV_FILE).read_bytes())
-    blob[20] ^= 0xFF
-    (boot / ENV_FILE).write_bytes(bytes(blob))
+    for name in (ENV_FILE, ENV_COPY):
+        tear(boot / name)
     with pytest.raises(OsbError, match="bad CRC"):
         ch.primary()
     (boot / ENV_FILE).unlink()

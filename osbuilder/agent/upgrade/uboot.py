@@ -1,7 +1,8 @@
 """The U-Boot slot chooser on the node (RAUC's custom bootloader backend on U-Boot boards):
 it edits the env file that boot.scr reads (osbuilder.bootloaders.uboot explains the
-variables). Every change is one atomic replacement of that file, so a power cut leaves
-the old state or the new one:
+variables). Every change is one atomic replacement of that file, then of its copy (which
+boot.scr reads when its own in-place write of the file was cut short), so a power cut
+leaves the old state or the new one:
 - set_primary(b): stage b's kernel, initrd and device trees under osb/b/, then put B first
   in BOOT_ORDER with fresh tries (the flip: the last write). Until then the old primary
   boots.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from osbuilder.agent.upgrade.bootfs import ChooserBase, SlotMounter, fat_write, stage_slot_files
-from osbuilder.bootloaders.uboot_env import ENV_FILE, env_blob, parse_env
+from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, env_blob, parse_env
 from osbuilder.errors import OsbError
 from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS
 
@@ -25,13 +26,25 @@ class UBootChooser(ChooserBase):
                  tries: int = BOOT_TRIES) -> None:
         super().__init__(boot_dir, booted, mount_slot, tries)
         self.env_file = boot_dir / ENV_FILE
+        self.env_copy = boot_dir / ENV_COPY
 
     def env(self) -> dict[str, str]:
+        """The state as boot.scr reads it: the file, else (torn) its copy."""
         try:
             return parse_env(self.env_file.read_bytes())
         except FileNotFoundError:
             raise OsbError(f"{self.env_file} missing: the boot partition holds no osbuilder "
                            "U-Boot state") from None
+        except OsbError as torn:
+            try:
+                return parse_env(self.env_copy.read_bytes())
+            except (OsbError, FileNotFoundError):
+                raise torn from None
+
+    def _write(self, env: dict[str, str]) -> None:
+        blob = env_blob(env)
+        for path in (self.env_file, self.env_copy):
+            fat_write(path, blob)
 
     def _ok(self, env: dict[str, str], slot: str) -> bool:
         return env.get(f"BOOT_{slot.upper()}_OK") == "1"
@@ -81,7 +94,7 @@ class UBootChooser(ChooserBase):
         env[f"BOOT_{s}_VERSION"] = version
         if not self._ok(env, slot):  # a known-good slot (rollback) stays known good
             env[f"BOOT_{s}_LEFT"] = str(self.tries)
-        fat_write(self.env_file, env_blob(env))
+        self._write(env)
 
     def set_state(self, slot: str, good: bool) -> None:
         self._check(slot)
@@ -89,4 +102,4 @@ class UBootChooser(ChooserBase):
         s = slot.upper()
         env[f"BOOT_{s}_OK"] = "1" if good else "0"
         env[f"BOOT_{s}_LEFT"] = str(self.tries) if good else "0"
-        fat_write(self.env_file, env_blob(env))
+        self._write(env)
