@@ -118,6 +118,11 @@ if test -z "${{osb_fdt}}"; then
   setenv osb_fdt ${{fdtcontroladdr}}
 fi
 {boot_cmd} ${{osb_kernel_addr}} ${{ramdisk_addr_r}}:${{osb_initrd_size}} ${{osb_fdt}}
+# back here only when the slot's kernel did not load or start: reset rather than fall
+# through to the board's other boot targets, so the try counted above moves the next
+# boot on to the other slot once this one's tries are gone
+echo "osbuilder: slot ${{osb_slot}} did not start, resetting"
+reset
 """
 
 # one per slot inside the BOOT_ORDER loop: a known-good slot boots as it is, a slot on trial

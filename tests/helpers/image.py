@@ -97,6 +97,27 @@ def ext4_fsck(image: Path, part: Part, workdir: Path) -> tuple[int, str]:
         fs.unlink()
 
 
+def fat_fsck(image: Path, part: Part, workdir: Path) -> list[str]:
+    """fsck.fat -n on a copy of a FAT partition: the problems it finds in files (each a
+    path line and the indented lines under it: a chain into free clusters, cross-linked
+    or cut-short files). What a power cut leaves in the file system as a whole (dirty bit,
+    the free-cluster count, clusters no file uses) is not listed: it loses nothing."""
+    fs = extract(image, part, workdir / "fsck.fat")
+    try:
+        out = subprocess.run(["fsck.fat", "-n", str(fs)], capture_output=True,
+                             text=True).stdout
+    finally:
+        fs.unlink()
+    found, in_file = [], False
+    for line in out.splitlines():
+        # a path in the partition; not the summary line, which starts with the copy's path
+        in_file = (line.startswith("/") and not line.startswith(f"{fs}:")) or (
+            in_file and line.startswith(" "))
+        if in_file:
+            found.append(line)
+    return found
+
+
 def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None:
     """Read a file from an ext4 partition with debugfs (no mount); None if missing."""
     fs = extract(image, part, workdir / "part.ext4")

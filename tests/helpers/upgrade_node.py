@@ -27,7 +27,7 @@ from osbuilder.layout import root_device_path
 from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
 from tests.conftest import EPOCH
 from tests.helpers.http_files import Served
-from tests.helpers.image import ext4_fsck, fat_write, partitions
+from tests.helpers.image import ext4_fsck, fat_fsck, fat_write, partitions
 from tests.helpers.k3s_fixture import K3sRelease, write_release_dir
 from tests.helpers.relay import guestfwd
 
@@ -295,21 +295,25 @@ def power_cut_runs(release: Release, www: Served, tmp: Path, runs: int = 10) -> 
             vm.wait_for(r"osbuilder: slot", boot, m)
             time.sleep(rng.uniform(0.0, 30.0))
         vm.kill()
-        rc, fsck = ext4_fsck(node.disk, partitions(node.disk)[1][3], tmp)
+        parts = partitions(node.disk)[1]
+        rc, fsck = ext4_fsck(node.disk, parts[3], tmp)
+        fat = fat_fsck(node.disk, parts[0], tmp)
         t0 = time.monotonic()
         vm = node.start()
         slot = vm.wait_for(r"osbuilder: slot ([ab])", boot).group(1)
         node.login(0)
         out = node.settled(slot)
         good = re.search(rf"slot {slot}:\s+\S+ good", out) is not None and "kept" in out
-        rows.append((run_no + 1, phase, slot, good, rc, time.monotonic() - t0))
+        rows.append((run_no + 1, phase, slot, good, rc, not fat, time.monotonic() - t0))
         assert good, f"run {run_no + 1} ({phase}): booted slot {slot} not good:\n{out}"
         assert rc == 0, f"run {run_no + 1} ({phase}): data partition not clean:\n{fsck}"
+        assert not fat, f"run {run_no + 1} ({phase}): boot partition files damaged:\n{fat}"
     vm.kill()
     lines = [f"power-cut runs ({release.board}, TCG)",
-             "run  phase          booted  good  fsck   back to good slot"]
+             "run  phase          booted  good  data fsck  boot files  back to good slot"]
     lines += [f"{n:3}  {phase:13}  {slot:6}  {'yes' if good else 'NO':4}  "
-              f"{'clean' if rc == 0 else rc:5}  {dt:.0f} s"
-              for n, phase, slot, good, rc, dt in rows]
-    lines.append(f"survived {sum(1 for r in rows if r[3] and r[4] == 0)}/{len(rows)}")
+              f"{'clean' if rc == 0 else rc:9}  {'intact' if fat_ok else 'DAMAGED':10}  "
+              f"{dt:.0f} s"
+              for n, phase, slot, good, rc, fat_ok, dt in rows]
+    lines.append(f"survived {sum(1 for r in rows if r[3] and r[4] == 0 and r[5])}/{len(rows)}")
     return "\n".join(lines)

@@ -114,6 +114,18 @@ def test_install_flow_stages_files_flips_to_b_then_bless(boot: Path, tmp_path: P
     assert [boot_attempt(boot) for _ in range(5)] == ["b"] * 5  # no counting once good
 
 
+def test_state_files_are_rewritten_in_place(boot: Path, tmp_path: Path) -> None:
+    """No rename on FAT for the state: same file (inode), same size, new content; a rename
+    frees and allocates clusters in writes a power cut can split."""
+    inodes = {n: (boot / n).stat().st_ino for n in (ENV_FILE, ENV_COPY)}
+    chooser(boot, tmp_path).set_state("b", False)
+    assert {n: (boot / n).stat().st_ino for n in (ENV_FILE, ENV_COPY)} == inodes
+    assert env(boot)["BOOT_B_LEFT"] == "0" and not list(boot.glob(".*"))
+    (boot / ENV_COPY).unlink()  # an image from before the copy: made once, whole
+    chooser(boot, tmp_path).set_state("b", False)
+    assert parse_env((boot / ENV_COPY).read_bytes()) == env(boot)
+
+
 def test_tries_run_out_then_a_boots_again(boot: Path, tmp_path: Path) -> None:
     ch = chooser(boot, tmp_path)
     ch.set_state("b", False)

@@ -1,5 +1,12 @@
-"""Writes to the boot partition (FAT) on the node, shared by the slot choosers: atomic file
-replacement, and staging a slot's kernel, initrd and device trees from its root."""
+"""Writes to the boot partition (FAT) on the node, shared by the slot choosers: file
+replacement ordered for power cuts, and staging a slot's kernel, initrd and device trees
+from its root.
+
+FAT has no journal: a rename frees and allocates clusters and rewrites directory entries
+in separate writes that the kernel flushes in any order, up to 30 s later. A power cut
+between them once left osbuilder.env's entry pointing at clusters already freed. So
+fat_write puts each change on disk before the next one depends on it, and fixed-size
+state files are rewritten in place (fat_overwrite), which changes no metadata at all."""
 
 from __future__ import annotations
 
@@ -33,16 +40,39 @@ class ChooserBase:
 
 
 def fat_write(path: Path, data: bytes) -> None:
-    """Replace a file on FAT: temp file (not *.conf, so never read as an entry), fsync,
-    rename, fsync the folder. FAT has no modes or owners, so nothing else is set."""
+    """Replace a file on FAT so that a power cut at any point leaves the old file or the
+    new one, at worst with clusters no file uses (fsck reclaims them): the new content in
+    a temp file (not *.conf, so never read as an entry), synced; renamed over the old,
+    the temp entry's removal synced, then the renamed file's own entry; only then are
+    the old file's clusters freed (held open until here) and the FAT synced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.new")
     with tmp.open("wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+    old = path.open("rb") if path.exists() else None
+    try:
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+    finally:
+        if old is not None:
+            old.close()
     fsync_dir(path.parent)
+
+
+def fat_overwrite(path: Path, data: bytes) -> None:
+    """Rewrite a file of the same size in place (fat_write when it is missing or of
+    another size): its clusters, FAT entries and directory entry stay as they are, so a
+    power cut can only tear its content."""
+    if not path.is_file() or path.stat().st_size != len(data):
+        return fat_write(path, data)
+    with path.open("r+b") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def fsync_dir(path: Path) -> None:

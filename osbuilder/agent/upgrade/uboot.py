@@ -1,8 +1,8 @@
 """The U-Boot slot chooser on the node (RAUC's custom bootloader backend on U-Boot boards):
 it edits the env file that boot.scr reads (osbuilder.bootloaders.uboot explains the
-variables). Every change is one atomic replacement of that file, then of its copy (which
-boot.scr reads when its own in-place write of the file was cut short), so a power cut
-leaves the old state or the new one:
+variables). Every change rewrites that file in place, then its copy, as boot.scr does: a
+power cut tears at most one of them (bad CRC), and the other holds the old state or the
+new one:
 - set_primary(b): stage b's kernel, initrd and device trees under osb/b/, then put B first
   in BOOT_ORDER with fresh tries (the flip: the last write). Until then the old primary
   boots.
@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.agent.upgrade.bootfs import ChooserBase, SlotMounter, fat_write, stage_slot_files
+from osbuilder.agent.upgrade.bootfs import (
+    ChooserBase,
+    SlotMounter,
+    fat_overwrite,
+    stage_slot_files,
+)
 from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, env_blob, parse_env
 from osbuilder.errors import OsbError
 from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS
@@ -44,7 +49,7 @@ class UBootChooser(ChooserBase):
     def _write(self, env: dict[str, str]) -> None:
         blob = env_blob(env)
         for path in (self.env_file, self.env_copy):
-            fat_write(path, blob)
+            fat_overwrite(path, blob)
 
     def _ok(self, env: dict[str, str], slot: str) -> bool:
         return env.get(f"BOOT_{slot.upper()}_OK") == "1"
