@@ -28,6 +28,7 @@ from osbuilder.bootloaders import raspi
 from osbuilder.bootloaders.uboot_env import (
     ENV_COPY,
     ENV_FILE,
+    ENV_FILES,
     ENV_SIZE,
     ENV_VARS,
     env_blob,
@@ -239,7 +240,7 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
                                default_dtb=b.dtbs[0] if b.dtbs else ""),
                    esp / "boot.scr", b.arch, ctx.options.source_date_epoch)
     state = env_blob(initial_env(slot, ctx.options.version))
-    for name in (ENV_FILE, ENV_COPY):
+    for name in ENV_FILES:
         (esp / name).write_bytes(state)
     (esp / ARGS_FILE).write_text(ARGS_TEXT)
     stage_slot_files(ctx, esp / SLOT_DIR / slot)

@@ -17,6 +17,8 @@ ENV_FILE = "osbuilder.env"
 # a second copy, written after ENV_FILE: U-Boot's fatwrite rewrites a file in place, so a
 # power cut during it can tear ENV_FILE (bad CRC); the copy then holds the state before
 ENV_COPY = "osbuilder-redund.env"
+# every writer (build, boot.scr, the node) writes them in this order
+ENV_FILES = (ENV_FILE, ENV_COPY)
 ENV_SIZE = 0x4000
 # everything the boot script keeps (it writes only these back)
 ENV_VARS = ("BOOT_ORDER", "BOOT_A_OK", "BOOT_B_OK", "BOOT_A_LEFT", "BOOT_B_LEFT",

@@ -29,7 +29,7 @@ def apply_presets(ctx: BuildContext) -> None:
         units = [u for u, v in verbs.items()
                  if v == verb and (verb == "enable" or unit_exists(ctx.rootfs, u))]
         if units:
-            chroot_run(ctx.rootfs, ["systemctl", verb, *units])
+            chroot_run(ctx.rootfs, ["systemctl", verb, *units], env=ctx.env)
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:

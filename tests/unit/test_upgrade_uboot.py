@@ -14,6 +14,7 @@ from osbuilder.agent.upgrade.uboot import UBootChooser
 from osbuilder.bootloaders.uboot_env import (
     ENV_COPY,
     ENV_FILE,
+    ENV_FILES,
     env_blob,
     initial_env,
     parse_env,
@@ -49,7 +50,7 @@ def boot(tmp_path: Path) -> Path:
 
 def put(boot: Path, e: dict[str, str]) -> None:
     """What the build and boot.scr write: the file, then its copy."""
-    for name in (ENV_FILE, ENV_COPY):
+    for name in ENV_FILES:
         (boot / name).write_bytes(env_blob(e))
 
 
@@ -117,9 +118,9 @@ def test_install_flow_stages_files_flips_to_b_then_bless(boot: Path, tmp_path: P
 def test_state_files_are_rewritten_in_place(boot: Path, tmp_path: Path) -> None:
     """No rename on FAT for the state: same file (inode), same size, new content; a rename
     frees and allocates clusters in writes a power cut can split."""
-    inodes = {n: (boot / n).stat().st_ino for n in (ENV_FILE, ENV_COPY)}
+    inodes = {n: (boot / n).stat().st_ino for n in ENV_FILES}
     chooser(boot, tmp_path).set_state("b", False)
-    assert {n: (boot / n).stat().st_ino for n in (ENV_FILE, ENV_COPY)} == inodes
+    assert {n: (boot / n).stat().st_ino for n in ENV_FILES} == inodes
     assert env(boot)["BOOT_B_LEFT"] == "0" and not list(boot.glob(".*"))
     (boot / ENV_COPY).unlink()  # an image from before the copy: made once, whole
     chooser(boot, tmp_path).set_state("b", False)
@@ -186,7 +187,7 @@ def test_torn_env_file_reads_the_copy_and_the_next_write_mends_it(boot: Path,
 
 def test_missing_or_torn_env_is_a_clear_error(boot: Path, tmp_path: Path) -> None:
     ch = chooser(boot, tmp_path)
-    for name in (ENV_FILE, ENV_COPY):
+    for name in ENV_FILES:
         tear(boot / name)
     with pytest.raises(OsbError, match="bad CRC"):
         ch.primary()

@@ -21,7 +21,7 @@ from osbuilder.agent.upgrade.bootfs import (
     fat_overwrite,
     stage_slot_files,
 )
-from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, env_blob, parse_env
+from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, ENV_FILES, env_blob, parse_env
 from osbuilder.errors import OsbError
 from osbuilder.layout import BOOT_TRIES, SLOT_DIR, SLOTS
 
@@ -48,8 +48,8 @@ class UBootChooser(ChooserBase):
 
     def _write(self, env: dict[str, str]) -> None:
         blob = env_blob(env)
-        for path in (self.env_file, self.env_copy):
-            fat_overwrite(path, blob)
+        for name in ENV_FILES:
+            fat_overwrite(self.boot_dir / name, blob)
 
     def _ok(self, env: dict[str, str], slot: str) -> bool:
         return env.get(f"BOOT_{slot.upper()}_OK") == "1"
