@@ -47,9 +47,9 @@ from bench.dib import (  # noqa: E402
     measured,
     zstd,
 )
-from osbuilder.boards import board_names, load_board  # noqa: E402
-from osbuilder.build.rootfs_dib import find_dib  # noqa: E402
-from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk  # noqa: E402
+from osbuilder.host.boards import board_names, load_board  # noqa: E402
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk  # noqa: E402
+from osbuilder.host.stages.rootfs_dib import find_dib  # noqa: E402
 from tests.helpers.k3s_fixture import serve_k3s  # noqa: E402
 
 BOARD = "qemu-amd64"

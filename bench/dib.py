@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from osbuilder.boards import Board
-from osbuilder.build.rootfs_dib import OSB_ELEMENTS, find_dib
-from osbuilder.qemu import VM, scratch_disk
+from osbuilder.host.boards import Board
+from osbuilder.host.qemu import VM, scratch_disk
+from osbuilder.host.stages.rootfs_dib import OSB_ELEMENTS, find_dib
 
 SHIMS = Path(__file__).resolve().parent / "dib-shims"
 # Same kernel as the osbuilder board (debian-minimal always adds linux-image-<arch>).

@@ -1,5 +1,5 @@
 import sys
 
-from osbuilder.cli import main
+from osbuilder.host.cli import main
 
 sys.exit(main())

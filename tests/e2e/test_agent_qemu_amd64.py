@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk
 from tests.conftest import Build
 from tests.helpers.image import ext4_read, fat_write, partitions
 

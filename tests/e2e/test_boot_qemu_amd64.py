@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, qemu_argv, scratch_disk
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, qemu_argv, scratch_disk
 from tests.conftest import Build
 
 pytestmark = pytest.mark.e2e

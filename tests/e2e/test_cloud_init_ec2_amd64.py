@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk
 from tests.conftest import Build
 from tests.helpers.nocloud import nocloud_seed, seed_drive
 

@@ -25,16 +25,16 @@ from typing import Any
 import pytest
 import yaml
 
-from osbuilder.agent.fleet import protocol as pr
-from osbuilder.agent.fleet.controller import Controller
-from osbuilder.agent.fleet.kubeapi import ApiError, Kube, load_kubeconfig
-from osbuilder.errors import OsbError
+from osbuilder.node.fleet import protocol as pr
+from osbuilder.node.fleet.controller import Controller
+from osbuilder.node.kubeapi import ApiError, Kube, load_kubeconfig
+from osbuilder.shared.errors import OsbError
 from tests.helpers.fleet_sim import Fleet
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "overlays/common/usr/share/osbuilder/manifests/osupgrade-crd.yaml"
+CRD = ROOT / "osbuilder/host/overlays/common/usr/share/osbuilder/manifests/osupgrade-crd.yaml"
 K3S_BIN = os.environ.get("K3S_BIN", "")
 PATHS = {"nodes": pr.NODES, "pods": "/api/v1/namespaces/default/pods",
          "osupgrades": pr.OSUPGRADES, "events": "/api/v1/namespaces/default/events"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.qemu import VM
+from osbuilder.host.qemu import VM
 from tests.conftest import Build
 from tests.helpers.image import fat_read
 from tests.helpers.live_vm import cdrom, installed_partitions, vm

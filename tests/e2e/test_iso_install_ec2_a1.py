@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, qemu_argv
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, qemu_argv
 from tests.conftest import EPOCH, require_build_capability
 from tests.helpers.image import fat_files, fat_read
 from tests.helpers.k3s_fixture import write_release_dir

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.layout import MIB
-from osbuilder.qemu import VM, qemu_argv
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, qemu_argv
+from osbuilder.shared.layout import MIB
 from tests.conftest import require_build_capability
 from tests.helpers.http_files import Served, serve_files
 from tests.helpers.image import fat_files, fat_read, partitions, probe, squash_read

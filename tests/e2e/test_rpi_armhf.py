@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv
 from tests.conftest import Build, osbuilder_build, require_build_capability
 from tests.helpers.archive_shim import shim_board_file
 from tests.helpers.k3s_fixture import Served

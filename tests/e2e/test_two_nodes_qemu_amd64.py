@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, qemu_argv
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, qemu_argv
 from tests.conftest import Build
 from tests.e2e.test_agent_qemu_amd64 import TIMEOUT, prepare
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.bootloaders.uboot import boot_script, compile_script
-from osbuilder.bootloaders.uboot_env import ENV_COPY, ENV_FILE, env_blob, parse_env
+from osbuilder.bootloaders.uboot.build import boot_script, compile_script
+from osbuilder.bootloaders.uboot.env_file import ENV_COPY, ENV_FILE, env_blob, parse_env
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from osbuilder.boards import BOARDS_DIR, load_board
+from osbuilder.host.boards import BOARDS_DIR, load_board
 
 UPSTREAM = "http://deb.debian.org/debian"
 # fixed: the port is part of the mirror line, and so of the rootfs cache key

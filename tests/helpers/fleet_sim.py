@@ -1,5 +1,5 @@
 """Simulated fleet for the OSUpgrade tests: Nodes and pods in the API double, and per node
-the REAL node watcher (osbuilder.agent.fleet.watcher.NodeWatcher) whose slot install is
+the REAL node watcher (osbuilder.node.fleet.watcher.NodeWatcher) whose slot install is
 replaced by a recorder (TEST DOUBLE: no RAUC, no reboot). The recorder writes upgrade.json
 as node.upgrade() does, then "reboots": the watcher stops, the Node goes NotReady, the
 running version changes (unless the node is set to fail its health gate, which rolls
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from osbuilder.agent.fleet.kubeapi import Endpoint, Kube
-from osbuilder.agent.fleet.watcher import NodeWatcher
-from osbuilder.agent.fs import write_json
-from osbuilder.agent.paths import AgentPaths
+from osbuilder.node.fleet.watcher import NodeWatcher
+from osbuilder.node.kubeapi import Endpoint, Kube
+from osbuilder.node.paths import AgentPaths
+from osbuilder.shared.files import write_json
 
 
 class Store(Protocol):

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from osbuilder.boards import load_board
-from osbuilder.qemu import VM, interactive_serial, qemu_argv
+from osbuilder.host.boards import load_board
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv
 from tests.helpers.image import Part, partitions, probe
 
 GUEST_URL = "http://10.0.2.100:8080"  # serve-pxe as the guest sees it (guestfwd)

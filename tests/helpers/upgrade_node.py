@@ -21,10 +21,10 @@ from pathlib import Path
 
 import yaml
 
-from osbuilder.boards import load_board
-from osbuilder.keys import init_keys
-from osbuilder.layout import root_device_path
-from osbuilder.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.host.boards import load_board
+from osbuilder.host.keys import init_keys
+from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.shared.layout import root_device_path
 from tests.conftest import EPOCH
 from tests.helpers.http_files import Served
 from tests.helpers.image import ext4_fsck, fat_fsck, fat_write, partitions

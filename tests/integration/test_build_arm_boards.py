@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
+from osbuilder.host.boards import load_board
 from tests.conftest import EPOCH, require_build_capability
 from tests.helpers.archive_shim import shim_board_file
 from tests.helpers.image import fat_files, fat_read, partitions, probe, squash_read

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.boards import BOARDS_DIR
-from osbuilder.build.rootfs_dib import find_dib
-from osbuilder.errors import OsbError
-from osbuilder.qemu import scratch_disk
+from osbuilder.host.boards import BOARDS_DIR
+from osbuilder.host.qemu import scratch_disk
+from osbuilder.host.stages.rootfs_dib import find_dib
+from osbuilder.shared.errors import OsbError
 from tests.conftest import EPOCH, require_build_capability
 from tests.e2e.test_agent_qemu_amd64 import boot, write_config
 from tests.helpers.image import fat_files, partitions, squash_list, squash_read

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.download import sha256_file
+from osbuilder.host.download import sha256_file
 from tests.conftest import INSTALL_CONFIG, Build, osbuilder_build
 from tests.helpers.image import Part, fat_files, fat_read, partitions, probe, read_range
 from tests.helpers.k3s_fixture import Served

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.download import sha256_file
+from osbuilder.host.download import sha256_file
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
 from tests.helpers.image import (
     fat_files,
@@ -86,8 +86,15 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for f in ("usr/bin/k3s", "usr/bin/osbuilder-agent", "usr/lib/os-release",
               "usr/share/osbuilder/manifest.json", "etc/fstab", "data", "boot/efi",
               "usr/lib/systemd/system/k3s.service", "usr/lib/systemd/system/k3s-agent.service",
-              "usr/lib/python3/dist-packages/osbuilder/agent/cli.py"):
+              "usr/lib/python3/dist-packages/osbuilder/node/cli.py",
+              "usr/lib/python3/dist-packages/osbuilder/shared/schemas/config.schema.json",
+              "usr/lib/python3/dist-packages/osbuilder/bootloaders/systemd_boot/chooser.py"):
         assert f in listing, f"{f} missing from the root squashfs"
+    # the node side and the shared core only: no builder, publisher or QEMU harness
+    site = "usr/lib/python3/dist-packages/osbuilder/"
+    host = [f for f in listing if f.startswith(site + "host")
+            or (f.startswith(site + "bootloaders/") and "/build" in f)]
+    assert host == [], f"host-side code in the image: {host[:5]}"
     # the presets' disables reached the image: nothing for apt's or e2scrub's timers to do
     # on an immutable root (each would be a wake-up and CPU on a Pi)
     assert "usr/lib/systemd/system/apt-daily.timer" in listing
@@ -120,7 +127,7 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     assert "name: osupgrades.osbuilder.io" in crd
     for f in ("etc/systemd/system/k3s.service.wants/osbuilder-controller.service",
               "etc/systemd/system/multi-user.target.wants/osbuilder-watch-node.service",
-              "usr/lib/python3/dist-packages/osbuilder/agent/fleet/controller.py",
+              "usr/lib/python3/dist-packages/osbuilder/node/fleet/controller.py",
               "usr/share/zoneinfo/Europe/Berlin"):
         assert f in listing, f"{f} missing from the root squashfs"
 
@@ -141,7 +148,7 @@ def test_progress_and_summary(qemu_amd64_build: Build) -> None:
     log = qemu_amd64_build.log
     assert f"channel stable -> {VERSION}" in log
     assert "mmdebstrap trixie/amd64" in log, "first build must be cold (empty cache)"
-    for stage in ("k3s-fetch", "rootfs", "overlay", "k3s", "agent", "initramfs", "seal",
+    for stage in ("k3s-fetch", "rootfs", "overlay", "k3s", "node-package", "initramfs", "seal",
                   "squash", "bootloader", "assemble", "format img"):
         assert f"] {stage}\n" in log and f"    {stage} done in " in log
     digest = sha256_file(qemu_amd64_build.image)

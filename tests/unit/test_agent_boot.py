@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.agent.boot import boot
-from osbuilder.agent.facts import Facts
-from osbuilder.agent.paths import AgentPaths
+from osbuilder.node.configure import boot
+from osbuilder.node.paths import AgentPaths
+from osbuilder.shared.nodeconfig.facts import Facts
 from tests.unit.test_apply_all import snapshot
 from tests.unit.test_apply_fs import make_root
 
@@ -95,10 +95,10 @@ def test_online_fetches_config_url_caches_and_reapplies(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """config_url is served by a local HTTP server (stands in for the user's server)."""
-    from osbuilder.agent.boot import online
+    from osbuilder.node.configure import online
     from tests.unit.test_apply_fs import serve
 
-    monkeypatch.setattr("osbuilder.agent.boot.FIRST_RETRY_DELAY_S", 0.01)
+    monkeypatch.setattr("osbuilder.node.configure.FIRST_RETRY_DELAY_S", 0.01)
     routes = {"/node.yaml": (200, b"hostname: from-url\nk3os: {labels: {src: url}}\n"),
               "/images/extra.tar": (200, b"image bytes")}
     with serve(routes) as (base, hits):
@@ -126,7 +126,7 @@ def test_online_fetches_config_url_caches_and_reapplies(
 def test_online_applies_user_data_that_arrived_after_boot(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """cloud-init fetches user-data once the network is up, after `boot` ran."""
-    from osbuilder.agent.boot import online
+    from osbuilder.node.configure import online
 
     paths = node(tmp_path, {"k3os": {"password": "pw"}})
     boot(paths, FACTS)

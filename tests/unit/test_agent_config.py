@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from osbuilder.agent.config import parse
-from osbuilder.agent.sources import load_yaml_mapping
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.model import parse
+from osbuilder.shared.nodeconfig.sources import load_yaml_mapping
 
 # The example config from k3OS's README, unchanged.
 K3OS_SAMPLE = """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.agent.facts import Facts
-from osbuilder.agent.sources import (
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.sources import (
     Source,
     boot_partition,
     cloud_key_pair,

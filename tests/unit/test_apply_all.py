@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from osbuilder.agent.apply import APPLIERS, apply_all, ssh_keys, validate
-from osbuilder.agent.config import NodeConfig, parse
-from osbuilder.agent.facts import Facts
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.appliers import APPLIERS, apply_all, ssh_keys, validate
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import NodeConfig, parse
 from tests.unit.test_apply_fs import make_root
 from tests.unit.test_apply_users import CRYPT
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.fs import ensure_dir, lookup_ids, remove, symlink, write_atomic
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.files import ensure_dir, lookup_ids, remove, symlink, write_atomic
 
 IS_ROOT = os.geteuid() == 0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.agent.apply import hostname
-from osbuilder.agent.config import parse
-from osbuilder.agent.facts import Facts
+from osbuilder.shared.nodeconfig.appliers import hostname
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import parse
 from tests.unit.test_apply_fs import make_root
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from osbuilder.agent.apply import k3s
-from osbuilder.agent.config import NodeConfig, parse
-from osbuilder.agent.facts import Facts
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.appliers import k3s
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import NodeConfig, parse
 from tests.unit.test_apply_fs import mode, serve
 
 FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)
@@ -122,7 +122,8 @@ def test_manifests_only_on_servers(tmp_path: Path) -> None:
 
 def test_image_manifests_deployed_on_servers_only(tmp_path: Path) -> None:
     """The OSUpgrade CRD from the image lands in k3s's auto-deploy folder on servers."""
-    crd = Path(__file__).resolve().parents[2] / "overlays/common" / k3s.IMAGE_MANIFESTS
+    overlay = Path(__file__).resolve().parents[2] / "osbuilder/host/overlays/common"
+    crd = overlay / k3s.IMAGE_MANIFESTS
     for role in ("server", "agent"):
         root = tmp_path / role
         (root / k3s.IMAGE_MANIFESTS).mkdir(parents=True)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.apply import dns, kernel, timesync
-from osbuilder.agent.config import parse
-from osbuilder.agent.facts import Facts
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.appliers import dns, kernel, timesync
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import parse
 
 FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)
 

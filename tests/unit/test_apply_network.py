@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.apply import network, wifi
-from osbuilder.agent.config import parse
-from osbuilder.agent.facts import Facts
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.appliers import network, wifi
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import parse
 from tests.unit.test_apply_fs import mode
 
 NO_WIFI = Facts(macs=(), wireless=(), serial=None, hostname=None)

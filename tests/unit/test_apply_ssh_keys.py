@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from osbuilder.agent.apply import ssh_keys
-from osbuilder.agent.config import parse
-from osbuilder.agent.facts import Facts
+from osbuilder.shared.nodeconfig.appliers import ssh_keys
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import parse
 from tests.unit.test_apply_fs import IS_ROOT, make_root, mode, serve
 
 FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)

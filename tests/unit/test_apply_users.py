@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from osbuilder.agent.apply import users
-from osbuilder.agent.config import parse
-from osbuilder.agent.facts import Facts
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.appliers import users
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import parse
 from tests.unit.test_apply_fs import IS_ROOT, make_root, mode
 
 FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder import binfmt
-from osbuilder.binfmt import ensure_binfmt
-from osbuilder.errors import OsbError
+from osbuilder.host import binfmt
+from osbuilder.host.binfmt import ensure_binfmt
+from osbuilder.shared.errors import OsbError
 
 LINE = ":qemu-aarch64:M::\\x7fELF\\x02:\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OCPF"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osbuilder.boards import BOARDS_DIR, board_names, load_board, load_board_file
-from osbuilder.errors import OsbError
+from osbuilder.host.boards import BOARDS_DIR, board_names, load_board, load_board_file
+from osbuilder.shared.errors import OsbError
 
 
 def write_board(tmp_path: Path, **changes: object) -> Path:
@@ -118,8 +118,8 @@ def test_rpi5_kernel_comes_from_backports() -> None:
     from types import SimpleNamespace
     from typing import cast
 
-    from osbuilder.build.rootfs import mmdebstrap_argv
-    from osbuilder.context import BuildContext
+    from osbuilder.host.context import BuildContext
+    from osbuilder.host.stages.rootfs import mmdebstrap_argv
 
     b = load_board("rpi5")
     assert b.kernel.suite == "trixie-backports" and b.raspi is not None

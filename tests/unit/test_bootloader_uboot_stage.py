@@ -10,11 +10,11 @@ from typing import cast
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.bootloaders import uboot
-from osbuilder.bootloaders.uboot_env import parse_env
-from osbuilder.context import BuildContext
-from osbuilder.errors import OsbError
+from osbuilder.bootloaders.uboot import build as uboot
+from osbuilder.bootloaders.uboot.env_file import parse_env
+from osbuilder.host.boards import load_board
+from osbuilder.host.context import BuildContext
+from osbuilder.shared.errors import OsbError
 
 KVER = "6.12.0-test-arm64"
 

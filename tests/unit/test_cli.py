@@ -21,7 +21,7 @@ def test_boards_lists_arch_and_formats() -> None:
 
 
 def test_validate_board_ok_and_bad(tmp_path: Path) -> None:
-    assert osb("validate-board", "boards/qemu-amd64.yaml").returncode == 0
+    assert osb("validate-board", "osbuilder/host/boards/qemu-amd64.yaml").returncode == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\narch: sparc\n")
     r = osb("validate-board", str(bad))

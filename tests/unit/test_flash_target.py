@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.errors import OsbError
-from osbuilder.flash.target import check_target, describe, refusals
+from osbuilder.host.flash.target_checks import check_target, describe, refusals
+from osbuilder.shared.errors import OsbError
 
 USB = "devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block"
 SATA = "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block"

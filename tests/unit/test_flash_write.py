@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.errors import OsbError
-from osbuilder.flash import flash, writer
-from osbuilder.progress import Progress
+from osbuilder.host.flash import flash, writer
+from osbuilder.host.progress import Progress
+from osbuilder.shared.errors import OsbError
 from tests.helpers.image import fat_read, partitions
 
 MIB = 1 << 20

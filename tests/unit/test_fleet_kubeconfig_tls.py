@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.fleet.kubeapi import Kube, load_kubeconfig
-from osbuilder.errors import OsbError
-from osbuilder.run import run
+from osbuilder.node.kubeapi import Kube, load_kubeconfig
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.run import run
 from tests.helpers.kube_double import KubeDouble, serve
 
 
@@ -105,7 +105,7 @@ def test_bad_kubeconfig_names_the_field(tmp_path: Path) -> None:
 def test_health_gate_node_ready_through_the_kubelet_credential(tls_api: tuple[str, Path],
                                                               tmp_path: Path) -> None:
     """The upgrade health gate's Ready check uses the same client and credential."""
-    from osbuilder.agent.upgrade.kube import node_ready
+    from osbuilder.node.upgrade.node_ready import node_ready
 
     url, d = tls_api
     k = d / "kubelet.kubeconfig"

@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
-from osbuilder.agent.fleet import protocol as p
-from osbuilder.agent.fleet.crd import SpecError, parse_spec
-from osbuilder.agent.fleet.rollout import (
+from osbuilder.node.fleet import protocol as p
+from osbuilder.node.fleet.crd import SpecError, parse_spec
+from osbuilder.node.fleet.rollout import (
     DrainNode,
     NodeFacts,
     Record,
@@ -22,11 +22,11 @@ from osbuilder.agent.fleet.rollout import (
     UpgradeFacts,
     plan,
 )
-from osbuilder.agent.fleet.watcher import decide
-from osbuilder.agent.fleet.window import is_open
+from osbuilder.node.fleet.watcher import decide
+from osbuilder.node.fleet.window import is_open
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "overlays/common/usr/share/osbuilder/manifests/osupgrade-crd.yaml"
+CRD = ROOT / "osbuilder/host/overlays/common/usr/share/osbuilder/manifests/osupgrade-crd.yaml"
 ISSUE_SPEC: dict[str, Any] = {
     "version": "1.4.0",
     "bundleURL": "https://updates.example.com/{board}/osbuilder-{board}-{version}.raucb",
@@ -276,7 +276,7 @@ def test_crd_is_structural_and_accepts_the_issue_example() -> None:
 
 # -- release channels and the status written ------------------------------------------------
 def test_channel_answers_text_or_json_and_is_asked_at_most_every_interval() -> None:
-    from osbuilder.agent.fleet.channel import Channels
+    from osbuilder.node.fleet.channel import Channels
     from tests.unit.test_apply_fs import serve
 
     t = [0.0]
@@ -300,7 +300,7 @@ def test_channel_answers_text_or_json_and_is_asked_at_most_every_interval() -> N
 
 
 def test_invalid_spec_status_names_the_field() -> None:
-    from osbuilder.agent.fleet.status import status_of, upgrade_facts
+    from osbuilder.node.fleet.api_objects import status_of, upgrade_facts
 
     obj = {"metadata": {"name": "bad", "uid": "u", "generation": 2,
                         "creationTimestamp": "2026-11-23T10:00:00Z"},
@@ -316,7 +316,7 @@ def test_invalid_spec_status_names_the_field() -> None:
 def test_node_name_from_k3s_config_or_hostname(tmp_path: Path) -> None:
     import socket
 
-    from osbuilder.agent.fleet.service import node_name
+    from osbuilder.node.fleet.service import node_name
 
     cfg = tmp_path / "config.yaml"
     assert node_name(cfg) == socket.gethostname()

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from bench.fleet import kubeconfig, rollout
-from osbuilder.agent.fleet import protocol as pr
-from osbuilder.agent.fleet.controller import Controller
-from osbuilder.agent.fleet.kubeapi import Endpoint, Kube
+from osbuilder.node.fleet import protocol as pr
+from osbuilder.node.fleet.controller import Controller
+from osbuilder.node.kubeapi import Endpoint, Kube
 from tests.helpers.fleet_sim import Fleet, Install
 from tests.helpers.kube_double import KubeDouble, serve
 
@@ -308,8 +308,8 @@ def test_drain_blocked_by_pdb_times_out_and_fails_node_without_reboot(
 RUN_CONTROLLER = """
 import sys, threading
 from pathlib import Path
-from osbuilder.agent.fleet.controller import Controller
-from osbuilder.agent.fleet.kubeapi import Kube, load_kubeconfig
+from osbuilder.node.fleet.controller import Controller
+from osbuilder.node.kubeapi import Kube, load_kubeconfig
 kube = Kube(load_kubeconfig(Path(sys.argv[1])), "osbuilder-controller/" + sys.argv[2])
 Controller(kube, sys.argv[2], idle_s=0.3, busy_s=0.05).run(threading.Event())
 """

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.context import BuildContext, BuildOptions
-from osbuilder.errors import OsbError
-from osbuilder.formats.ami import check_board, load_facts, write_ami
-from osbuilder.progress import Progress
+from osbuilder.host.boards import load_board
+from osbuilder.host.context import BuildContext, BuildOptions
+from osbuilder.host.formats.ami import check_board, load_facts, write_ami
+from osbuilder.host.progress import Progress
+from osbuilder.shared.errors import OsbError
 
 
 def test_ec2_boards_qualify_others_say_why() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.install.disks import (
+from osbuilder.node.install.disks import (
     Target,
     _disks_from_lsblk,
     gather,
@@ -16,7 +16,7 @@ from osbuilder.agent.install.disks import (
     problems,
     signatures,
 )
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
 
 GIB = 1 << 30
 EMPTY = Target("/dev/vda", "/dev/vda", True, True, 8 * GIB, (), ())

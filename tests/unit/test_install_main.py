@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from osbuilder import live
-from osbuilder.agent.install.main import install, installed_config
-from osbuilder.agent.install.plan import PATH, InstallPlan
-from osbuilder.agent.paths import AgentPaths
-from osbuilder.agent.sources import from_cmdline
-from osbuilder.boards import load_board
-from osbuilder.errors import OsbError
-from osbuilder.layout import ab_layout
+from osbuilder.host.boards import load_board
+from osbuilder.node.install.installer import install, installed_config
+from osbuilder.node.paths import AgentPaths
+from osbuilder.shared import live
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.install_plan import PATH, InstallPlan
+from osbuilder.shared.nodeconfig.sources import from_cmdline
 from tests.unit.test_agent_boot import FACTS, node
 
 PLAN = InstallPlan(board="qemu-amd64", version="1.0.0", kernel_version="6.12.0-cloud-amd64",
@@ -106,7 +105,7 @@ def test_installed_config_drops_install_block() -> None:
 
 def test_plan_lays_out_the_boards_disk(tmp_path: Path) -> None:
     board = load_board("qemu-amd64")
-    built = ab_layout(board, "seed")
+    built = board.disk_layout("seed")
     assert PLAN.layout("seed") == built
     assert PLAN.min_disk_mib == built.total_mib
     (tmp_path / PATH).parent.mkdir(parents=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from osbuilder.agent.install.disks import Disk
-from osbuilder.agent.install.prompts import Answers, ask, confirm
+from osbuilder.node.install.disks import Disk
+from osbuilder.node.install.prompts import Answers, ask, confirm
 
 DISKS = [Disk("/dev/vda", 20 * 10**9, "QEMU HARDDISK", (), ()),
          Disk("/dev/sda", 64 * 10**9, "USB stick", ("/dev/sda1 on /run/osbuilder/medium",),

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.errors import OsbError
-from osbuilder.k3s_release import (
+from osbuilder.host.boards import load_board
+from osbuilder.host.k3s_release import (
     fetch_release,
     from_local_dir,
     parse_sha256_file,
     resolve_channel,
 )
-from osbuilder.progress import Progress
+from osbuilder.host.progress import Progress
+from osbuilder.shared.errors import OsbError
 from tests.helpers.k3s_fixture import VERSION, K3sRelease, serve_k3s, write_release_dir
 
 BOARD = load_board("qemu-amd64")
@@ -69,7 +69,7 @@ def test_404_names_the_url(tmp_path: Path) -> None:
 
 
 def test_timeout_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("osbuilder.download.TIMEOUT_S", 0.3)
+    monkeypatch.setattr("osbuilder.host.download.TIMEOUT_S", 0.3)
     rel = K3sRelease(delay_s=1.0)
     with serve_k3s(rel) as s, pytest.raises(OsbError, match=r"(?s)timed out.*K3S_DIR"):
         fetch_release(VERSION, BOARD, tmp_path, quiet(), s.release_url)

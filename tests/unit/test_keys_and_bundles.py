@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.errors import OsbError
-from osbuilder.keys import init_keys
+from osbuilder.host.keys import init_keys
+from osbuilder.shared.errors import OsbError
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("rauc") and shutil.which("openssl") and shutil.which("mksquashfs")),

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.grow_mbr import grown_mbr
-from osbuilder.boards import load_board
-from osbuilder.errors import OsbError
-from osbuilder.layout import (
+from osbuilder.host.boards import load_board
+from osbuilder.node.grow_mbr import grown_mbr
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.layout import (
     ESP_TYPE,
     LINUX_DATA_TYPE,
     MBR_DISK_ID,
     MIB,
     SECTOR,
-    ab_layout,
     plan_layout,
     root_device,
     root_device_path,
@@ -26,7 +25,7 @@ from osbuilder.layout import (
 
 def test_ab_layout_order_sizes_and_alignment() -> None:
     board = load_board("qemu-amd64")
-    lay = ab_layout(board, "seed")
+    lay = board.disk_layout("seed")
     assert [p.label for p in lay.partitions] == ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B",
                                                  "OSB_DATA"]
     assert [p.size_mib for p in lay.partitions] == [256, 1024, 1024, 128]
@@ -43,7 +42,7 @@ def test_ab_layout_order_sizes_and_alignment() -> None:
 
 def test_uuids_are_stable_per_seed_and_distinct() -> None:
     board = load_board("qemu-amd64")
-    a, b, c = ab_layout(board, "s1"), ab_layout(board, "s1"), ab_layout(board, "s2")
+    a, b, c = board.disk_layout("s1"), board.disk_layout("s1"), board.disk_layout("s2")
     assert a == b
     assert a.disk_uuid != c.disk_uuid
     uuids = [p.part_uuid for p in a.partitions] + [a.disk_uuid]
@@ -71,7 +70,7 @@ def test_bad_sizes_are_refused() -> None:
 def test_mbr_layout_as_sfdisk_writes_it(tmp_path: Path) -> None:
     """The Pi layout: four primaries (boot FAT marked bootable, two roots, data last), the
     fixed disk id, so each slot's root is PARTUUID=6f736231-0N on every osbuilder card."""
-    lay = ab_layout(load_board("rpi-arm64"), "seed")
+    lay = load_board("rpi-arm64").disk_layout("seed")
     assert lay.table == "mbr" and lay.disk_uuid == MBR_DISK_ID
     disk = tmp_path / "sd.img"
     with disk.open("wb") as f:
@@ -92,7 +91,7 @@ def test_mbr_layout_as_sfdisk_writes_it(tmp_path: Path) -> None:
 
 def test_first_boot_grows_the_mbr_data_partition(tmp_path: Path) -> None:
     """What `osbuilder-agent grow-data` writes on a Pi's first boot, read back by sfdisk."""
-    lay = ab_layout(load_board("rpi-arm64"), "seed")
+    lay = load_board("rpi-arm64").disk_layout("seed")
     disk = tmp_path / "sd.img"
     with disk.open("wb") as f:
         f.truncate(lay.total_bytes)

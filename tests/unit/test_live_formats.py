@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.context import BuildContext, BuildOptions
-from osbuilder.errors import OsbError
-from osbuilder.formats.iso import write_iso
-from osbuilder.formats.pxe import write_pxe
-from osbuilder.progress import Progress
+from osbuilder.host.boards import load_board
+from osbuilder.host.context import BuildContext, BuildOptions
+from osbuilder.host.formats.iso import write_iso
+from osbuilder.host.formats.pxe import write_pxe
+from osbuilder.host.progress import Progress
+from osbuilder.shared.errors import OsbError
 from tests.helpers.image import fat_files, fat_read, partitions, probe
 
 KVER = "6.12.0-test"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from osbuilder import live
-from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer
+from osbuilder.host.stages.overlay import OVERLAYS_DIR, apply_layer
+from osbuilder.shared import live
 from tests.unit.test_overlay import variables
 
 SCRIPTS = ("etc/initramfs-tools/scripts/osblive",

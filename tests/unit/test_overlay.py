@@ -9,10 +9,10 @@ from typing import Any, cast
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.build.overlay import OVERLAYS_DIR, apply_layer, layers, render, template_vars
-from osbuilder.context import BuildContext
-from osbuilder.errors import OsbError
+from osbuilder.host.boards import load_board
+from osbuilder.host.context import BuildContext
+from osbuilder.host.stages.overlay import OVERLAYS_DIR, apply_layer, layers, render, template_vars
+from osbuilder.shared.errors import OsbError
 
 
 def variables(board: str = "qemu-amd64") -> dict[str, Any]:

@@ -18,9 +18,9 @@ import pytest
 from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 
-from osbuilder.errors import OsbError
-from osbuilder.progress import Progress
-from osbuilder.publish.ami import PublishOptions, publish_ami
+from osbuilder.host.progress import Progress
+from osbuilder.host.publish.ec2_ami import PublishOptions, publish_ami
+from osbuilder.shared.errors import OsbError
 from tests.helpers.ec2_import_double import ImportServiceDouble
 
 REGION = "eu-west-1"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board
-from osbuilder.build.rootfs_checks import check_rootfs, elf_machine, resolve_in_root
-from osbuilder.errors import OsbError
+from osbuilder.host.boards import load_board
+from osbuilder.host.stages.rootfs_checks import check_rootfs, elf_machine, resolve_in_root
+from osbuilder.shared.errors import OsbError
 
 BOARD = load_board("qemu-amd64")
 X86_64, AARCH64 = 62, 183

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.boards import load_board, load_board_file
-from osbuilder.build import rootfs_dib
-from osbuilder.build.rootfs_dib import (
+from osbuilder.host.boards import load_board, load_board_file
+from osbuilder.host.stages import rootfs_dib
+from osbuilder.host.stages.rootfs_dib import (
     OSB_ELEMENT,
     OSB_ELEMENTS,
     cache_key,
@@ -24,7 +24,7 @@ from osbuilder.build.rootfs_dib import (
     find_dib,
     plan,
 )
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
 from tests.unit.test_boards import write_board
 
 DIB_LOG = """\

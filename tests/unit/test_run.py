@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.errors import CommandError, OsbError
-from osbuilder.run import output, require_tools, run
+from osbuilder.shared.errors import CommandError, OsbError
+from osbuilder.shared.run import output, require_tools, run
 
 
 def test_output_returns_stdout() -> None:

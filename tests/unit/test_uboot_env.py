@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from osbuilder.bootloaders.uboot import boot_script
-from osbuilder.bootloaders.uboot_env import ENV_SIZE, env_blob, initial_env, parse_env
-from osbuilder.errors import OsbError
+from osbuilder.bootloaders.uboot.build import boot_script
+from osbuilder.bootloaders.uboot.env_file import ENV_SIZE, env_blob, initial_env, parse_env
+from osbuilder.shared.errors import OsbError
 
 
 def test_env_roundtrip_and_layout() -> None:

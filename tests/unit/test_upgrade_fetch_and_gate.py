@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.config import HealthCheck
-from osbuilder.agent.upgrade import fetch
-from osbuilder.agent.upgrade.fetch import fetch_bundle
-from osbuilder.agent.upgrade.health import evaluate, user_check
-from osbuilder.errors import OsbError
+from osbuilder.node.upgrade import bundle_download as fetch
+from osbuilder.node.upgrade.bundle_download import fetch_bundle
+from osbuilder.node.upgrade.health_gate import evaluate, user_check
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.model import HealthCheck
 from tests.helpers.http_files import serve_files
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.upgrade.systemd_boot import SystemdBootChooser
-from osbuilder.bootloaders.bls import parse_entry, parse_name, slot_options
-from osbuilder.errors import OsbError
+from osbuilder.bootloaders.systemd_boot.chooser import Chooser as SystemdBootChooser
+from osbuilder.bootloaders.systemd_boot.entries import parse_entry, parse_name, slot_options
+from osbuilder.shared.errors import OsbError
 
 OPTS = ("root=PARTLABEL=OSB_ROOT_A rootfstype=squashfs ro osb.slot=a rauc.slot=a "
         "console=ttyS0,115200 quiet")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from osbuilder.agent.upgrade.uboot import UBootChooser
-from osbuilder.bootloaders.uboot_env import (
+from osbuilder.bootloaders.uboot.chooser import Chooser as UBootChooser
+from osbuilder.bootloaders.uboot.env_file import (
     ENV_COPY,
     ENV_FILE,
     ENV_FILES,
@@ -19,7 +19,7 @@ from osbuilder.bootloaders.uboot_env import (
     initial_env,
     parse_env,
 )
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
 
 DTBS = ("broadcom/bcm2837-rpi-3-b.dtb", "broadcom/bcm2711-rpi-4-b.dtb")
 KVER = "6.12.0-1-arm64"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from osbuilder.agent.upgrade.versions import check_bundle, version_key
-from osbuilder.errors import OsbError
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.versions import check_bundle, version_key
 
 
 @pytest.mark.parametrize(("older", "newer"), [

@@ -1,0 +1,78 @@
+"""The one object every build stage reads and writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osbuilder.host.boards import Board
+from osbuilder.host.k3s_release import K3sArtifact
+from osbuilder.host.progress import Progress
+from osbuilder.shared.layout import DiskLayout
+
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "osbuilder"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out_dir: Path
+    version: str
+    source_date_epoch: int
+    formats: tuple[str, ...]
+    compress: bool = False
+    config: Path | None = None
+    k3s_version: str | None = None
+    k3s_channel: str = "stable"
+    k3s_dir: Path | None = None
+    k3s_airgap: bool = False
+    k3s_channel_url: str = "https://update.k3s.io/v1-release/channels"
+    k3s_release_url: str = "https://github.com/k3s-io/k3s/releases/download"
+    cache_dir: Path = DEFAULT_CACHE
+    refresh: bool = False
+    sign_key: Path | None = None
+    sign_cert: Path | None = None
+    keyring: Path | None = None  # the fleet CA certificate baked into the image
+
+
+@dataclass
+class Artifact:
+    kind: str
+    path: Path
+
+
+@dataclass
+class BuildContext:
+    """State that flows through the stages; each stage fills in what later ones need."""
+
+    board: Board
+    options: BuildOptions
+    work: Path  # private temp dir; moved into out_dir only when the build succeeded
+    progress: Progress
+    cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    rootfs_tar: Path | None = None
+    kernel_version: str | None = None
+    k3s: K3sArtifact | None = None
+    squashfs: Path | None = None
+    layout: DiskLayout | None = None
+    disk_image: Path | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    @property
+    def rootfs(self) -> Path:
+        return self.work / "rootfs"
+
+    @property
+    def esp(self) -> Path:
+        return self.work / "esp"
+
+    @property
+    def basename(self) -> str:
+        return f"osbuilder-{self.board.name}-{self.options.version}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for tools that honour reproducible-builds conventions."""
+        return {"SOURCE_DATE_EPOCH": str(self.options.source_date_epoch), "LC_ALL": "C.UTF-8",
+                "TZ": "UTC"}

@@ -1,0 +1,49 @@
+"""The build stages, in order, and the output formats: the table of contents of a build
+(osbuilder.host.pipeline runs them). A stage is `stage(ctx) -> None`; it never calls
+another stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from osbuilder.host.context import BuildContext
+from osbuilder.host.formats import ami
+from osbuilder.host.formats.img import write_img
+from osbuilder.host.formats.iso import write_iso
+from osbuilder.host.formats.pxe import write_pxe
+from osbuilder.host.formats.qcow2 import write_qcow2
+from osbuilder.host.stages.assemble import assemble
+from osbuilder.host.stages.boot_partition import stage_boot_partition
+from osbuilder.host.stages.initramfs import build_initramfs
+from osbuilder.host.stages.k3s_binary import fetch_k3s, install_k3s
+from osbuilder.host.stages.node_package import install_node_package
+from osbuilder.host.stages.overlay import apply_overlays
+from osbuilder.host.stages.record_install_plan import write_install_plan
+from osbuilder.host.stages.rootfs import build_rootfs
+from osbuilder.host.stages.seal import seal
+from osbuilder.host.stages.squash import squash
+from osbuilder.host.stages.units import apply_presets
+from osbuilder.host.stages.update_bundle import install_keyring, write_bundle
+
+Stage = Callable[[BuildContext], None]
+
+STAGES: list[tuple[str, Stage]] = [
+    ("k3s-fetch", fetch_k3s),  # first: a missing k3s should fail before minutes of work
+    ("rootfs", build_rootfs),
+    ("overlay", apply_overlays),
+    ("k3s", install_k3s),
+    ("node-package", install_node_package),
+    ("units", apply_presets),
+    ("update-keyring", install_keyring),
+    ("initramfs", build_initramfs),
+    ("seal", seal),
+    ("install-plan", write_install_plan),
+    ("squash", squash),
+    ("bootloader", stage_boot_partition),
+    ("assemble", assemble),
+    ("bundle", write_bundle),
+]
+FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2, "ami": ami.write_ami,
+                             "iso": write_iso, "pxe": write_pxe}
+FORMAT_TOOLS = {"iso": {"xorriso": "xorriso"}}
+

@@ -1,0 +1,64 @@
+"""Stage node-package: install the node side of the osbuilder package (and the shared
+core it imports, schemas included) into the image; never the host side (osbuilder.SIDES).
+
+Its dependencies are Debian python3-* packages from the board's package sets, never pip.
+Byte-code is compiled here with the image's own python3, because the root is read-only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import osbuilder
+from osbuilder.host.chroot import chroot_run
+from osbuilder.host.context import BuildContext
+
+PACKAGE_DIR = Path(osbuilder.__file__).resolve().parent
+SITE = "usr/lib/python3/dist-packages"
+NODE_SIDES = ("node", "shared")
+ENTRY = """#!/usr/bin/python3
+# osbuilder node agent (installed by the osbuilder build, node-package stage)
+import sys
+
+from osbuilder.node.cli import main
+
+sys.exit(main())
+"""
+
+
+def module_name(rel: Path) -> str:
+    """osbuilder.<dotted path> of a file (or folder) relative to the package folder."""
+    parts = rel.with_suffix("").parts if rel.suffix == ".py" else rel.parts
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("osbuilder", *parts))
+
+
+def node_files(package: Path = PACKAGE_DIR) -> list[Path]:
+    """The package's files that belong on a node, relative to the package folder: node and
+    shared modules, and the data files of their folders (the schemas)."""
+    out = []
+    for f in sorted(package.rglob("*")):
+        rel = f.relative_to(package)
+        if not f.is_file() or "__pycache__" in rel.parts or f.suffix == ".pyc":
+            continue
+        owner = module_name(rel) if f.suffix == ".py" else module_name(rel.parent)
+        if osbuilder.side_of(owner) in NODE_SIDES:
+            out.append(rel)
+    return out
+
+
+def install_node_package(ctx: BuildContext) -> None:
+    dest = ctx.rootfs / SITE / "osbuilder"
+    if dest.exists():
+        shutil.rmtree(dest)
+    for rel in node_files():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PACKAGE_DIR / rel, dest / rel)
+    entry = ctx.rootfs / "usr/bin/osbuilder-agent"
+    entry.write_text(ENTRY)
+    entry.chmod(0o755)
+    chroot_run(ctx.rootfs, ["python3", "-m", "compileall", "-q",
+                            "--invalidation-mode", "unchecked-hash", f"/{SITE}/osbuilder"],
+               env=ctx.env)

@@ -1,0 +1,134 @@
+"""What `osbuilder-agent status` reports: booted slot, image version, root and data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from osbuilder.node.paths import AgentPaths
+from osbuilder.node.sysinfo import cmdline_args, os_release, read
+from osbuilder.node.upgrade import slot_report as report
+from osbuilder.shared.files import read_json
+
+
+@dataclass(frozen=True)
+class MountFact:
+    source: str
+    fstype: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class Status:
+    slot: str | None
+    version: str | None
+    board: str | None
+    root: MountFact | None
+    data: MountFact | None
+    data_fs_bytes: int | None
+    data_part_bytes: int | None
+    disk_bytes: int | None
+    result: str | None = None
+    sources: tuple[str, ...] = ()
+    role: str | None = None
+    hostname: str | None = None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    apply_seconds: float | None = None
+    peak_rss_kib: int | None = None
+    upgrade: report.UpgradeFacts | None = None
+
+    def text(self) -> str:
+        lines = [
+            f"slot:      {self.slot or '-'}",
+            f"version:   {self.version or '-'} ({self.board or '-'})",
+            f"root:      {self.root.source} {self.root.fstype} "
+            f"{'read-only' if self.root.read_only else 'read-write'}" if self.root else "root: -",
+            f"data:      {self.data.source if self.data else '-'}",
+            f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}",
+            f"k3s role:  {self.role or '-'}",
+            f"hostname:  {self.hostname or '-'}",
+            f"last boot: {self.apply_seconds} s, peak RSS {self.peak_rss_kib} KiB",
+        ]
+        if self.upgrade:
+            u = self.upgrade
+            for f in u.slots:
+                tries = f", {f.tries_left} tries left" if f.tries_left is not None else ""
+                lines.append(f"slot {f.slot}:    {f.version or '-'} {f.state}{tries}"
+                             + (" (booted)" if f.slot == self.slot else "")
+                             + (" (next boot)" if f.slot == u.primary else ""))
+            lines.append(f"upgrade:   {u.last_state or 'none yet'}"
+                         + (f" to {u.last_to_version}" if u.last_to_version else "")
+                         + (f": {u.last_error}" if u.last_error else ""))
+        lines += [f"error:     {e}" for e in self.errors]
+        lines += [f"warning:   {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def oneline(self) -> str:
+        def mnt(m: MountFact | None) -> str:
+            return f"{m.source}:{m.fstype}:{'ro' if m.read_only else 'rw'}" if m else "-"
+
+        def gib(n: int | None) -> str:
+            return f"{n / 2**30:.2f}GiB" if n is not None else "-"
+
+        return (
+            f"osbuilder-agent: status slot={self.slot or '-'} version={self.version or '-'} "
+            f"board={self.board or '-'} root={mnt(self.root)} data={mnt(self.data)} "
+            f"data_fs={gib(self.data_fs_bytes)} data_part={gib(self.data_part_bytes)} "
+            f"disk={gib(self.disk_bytes)}"
+        )
+
+
+
+
+def find_mount(mountinfo: str, target: str) -> MountFact | None:
+    """The last (topmost) mount at target, from /proc/self/mountinfo text."""
+    found = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or fields[4] != target:
+            continue
+        sep = fields.index("-")
+        opts = fields[5].split(",")
+        found = MountFact(source=fields[sep + 2], fstype=fields[sep + 1], read_only="ro" in opts)
+    return found
+
+
+def block_size_bytes(dev: str, sys_block: Path = Path("/sys/class/block")) -> int | None:
+    p = sys_block / os.path.basename(dev) / "size"
+    return int(p.read_text()) * 512 if p.is_file() else None
+
+
+def parent_disk(dev: str, sys_block: Path = Path("/sys/class/block")) -> str | None:
+    p = sys_block / os.path.basename(dev)
+    if not (p / "partition").is_file():
+        return None
+    return p.resolve().parent.name
+
+
+
+def gather(paths: AgentPaths | None = None) -> Status:
+    cmd = cmdline_args(read("/proc/cmdline"))
+    rel = os_release(read("/usr/lib/os-release"))
+    mountinfo = read("/proc/self/mountinfo")
+    data = find_mount(mountinfo, "/data")
+    fs_bytes = part_bytes = disk_bytes = None
+    if data is not None:
+        st = os.statvfs("/data")
+        fs_bytes = st.f_blocks * st.f_frsize
+        part_bytes = block_size_bytes(data.source)
+        disk = parent_disk(data.source)
+        disk_bytes = block_size_bytes(disk) if disk else None
+    paths = paths or AgentPaths()
+    state = read_json(paths.state_file) or {}
+    return Status(
+        result=state.get("result"), sources=tuple(state.get("sources", ())),
+        role=state.get("role"), hostname=state.get("hostname"),
+        errors=tuple(state.get("errors", ())), warnings=tuple(state.get("warnings", ())),
+        apply_seconds=state.get("seconds"), peak_rss_kib=state.get("peak_rss_kib"),
+        slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),
+        root=find_mount(mountinfo, "/"), data=data, data_fs_bytes=fs_bytes,
+        data_part_bytes=part_bytes, disk_bytes=disk_bytes,
+        upgrade=report.gather(paths, cmd.get("osb.slot")),
+    )

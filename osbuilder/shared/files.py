@@ -1,0 +1,156 @@
+"""Small filesystem helpers of the node agent: its appliers and its own records.
+
+Every helper is idempotent and reports whether it changed anything, so that a second
+`boot` in the same session touches no file (mtimes stay as they were) and the
+orchestrator can tell what a config change actually did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from osbuilder.shared.errors import OsbError
+
+HEADER = "# Written by osbuilder-agent from config.yaml at every boot: edit config.yaml instead.\n"
+
+
+def _chown_wanted() -> bool:
+    # The agent runs as root on the node; unit tests run unprivileged and cannot chown.
+    return os.geteuid() == 0
+
+
+def _same(path: Path, data: bytes, mode: int, uid: int, gid: int) -> bool:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    if not path.is_file() or path.is_symlink():
+        return False
+    if (st.st_mode & 0o7777) != mode:
+        return False
+    if _chown_wanted() and (st.st_uid, st.st_gid) != (uid, gid):
+        return False
+    return st.st_size == len(data) and path.read_bytes() == data
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, uid: int = 0,
+                 gid: int = 0) -> bool:
+    """Replace `path` with `data` in one step; True if content, mode or owner changed."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _same(path, raw, mode, uid, gid):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file lives beside the target so os.replace is a same-filesystem rename:
+    # a power cut leaves either the old or the new file, never a truncated one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)
+            if _chown_wanted():
+                os.fchown(f.fileno(), uid, gid)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def remove(path: Path) -> bool:
+    """Remove a file or symlink; True if there was one."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def write_or_remove(path: Path, data: bytes | str | None, mode: int = 0o644) -> bool:
+    """Write `data`, or remove the file when there is nothing to say; True if changed."""
+    return write_atomic(path, data, mode) if data is not None else remove(path)
+
+
+def ensure_dir(path: Path, mode: int = 0o755, uid: int = 0, gid: int = 0) -> bool:
+    """Make `path` a real directory with this mode and owner; True if anything changed."""
+    changed = False
+    # A symlink here could redirect root's writes (e.g. ~/.ssh planted by the user).
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+        changed = True
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+        changed = True
+    st = path.stat()
+    if (st.st_mode & 0o7777) != mode:
+        path.chmod(mode)
+        changed = True
+    if _chown_wanted() and (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+        changed = True
+    return changed
+
+
+def symlink(path: Path, target: str) -> bool:
+    """Make `path` a symlink to `target` (as systemctl enable does); True if changed."""
+    if path.is_symlink() and os.readlink(path) == target:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, path)
+    return True
+
+
+def _table(root: Path, name: str) -> list[list[str]]:
+    try:
+        text = (root / "etc" / name).read_text()
+    except FileNotFoundError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def lookup_ids(root: Path, owner: str) -> tuple[int, int]:
+    """Resolve "user[:group]" (names or numbers) via root/etc/passwd and root/etc/group.
+
+    A user without a group gets its primary group; an unlisted numeric user without a
+    group gets the group of the same number (user-private groups)."""
+    user, _, group = owner.partition(":")
+    passwd = _table(root, "passwd")
+    if user.isdigit():
+        uid = int(user)
+        row = next((r for r in passwd if len(r) > 3 and r[2] == user), None)
+        primary = int(row[3]) if row else uid
+    else:
+        row = next((r for r in passwd if len(r) > 3 and r[0] == user), None)
+        if row is None:
+            raise OsbError(f"owner {owner!r}: no user {user!r} in /etc/passwd")
+        uid, primary = int(row[2]), int(row[3])
+    if not group:
+        return uid, primary
+    if group.isdigit():
+        return uid, int(group)
+    grow = next((r for r in _table(root, "group") if len(r) > 2 and r[0] == group), None)
+    if grow is None:
+        raise OsbError(f"owner {owner!r}: no group {group!r} in /etc/group")
+    return uid, int(grow[2])
+
+
+def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    """The agent's records (last good config, state): atomic and not rewritten when
+    unchanged, as write_atomic does."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

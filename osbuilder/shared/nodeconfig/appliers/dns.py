@@ -1,0 +1,23 @@
+"""DNS servers for systemd-resolved (a drop-in, so the image's defaults stay below)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from osbuilder.shared.files import HEADER, write_or_remove
+from osbuilder.shared.nodeconfig.appliers.values import server_list
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import NodeConfig
+
+DROPIN = "etc/systemd/resolved.conf.d/50-osbuilder.conf"
+
+
+def dropin(cfg: NodeConfig) -> str | None:
+    if not cfg.dns_nameservers:
+        return None
+    servers = server_list(cfg.dns_nameservers, "k3os.dns_nameservers")
+    return HEADER + "[Resolve]\nDNS=" + servers + "\n"
+
+
+def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
+    write_or_remove(root / DROPIN, dropin(cfg))

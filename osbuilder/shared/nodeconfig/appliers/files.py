@@ -1,0 +1,36 @@
+"""`write_files`: files written verbatim (already decoded) at every boot, k3OS style."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.files import lookup_ids, write_atomic
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import NodeConfig
+
+
+def target(root: Path, path: str, where: str) -> Path:
+    """root/path for an absolute node path; `..` is refused so nothing lands outside root."""
+    parts = PurePosixPath(path).parts
+    if not path.startswith("/") or ".." in parts or len(parts) < 2:
+        raise OsbError(f"{where}: {path!r} is not an absolute file path without '..'")
+    return root.joinpath(*parts[1:])
+
+
+def plan(cfg: NodeConfig, root: Path) -> list[tuple[Path, bytes, int, int, int]]:
+    """(destination, content, mode, uid, gid) per entry; raises before anything is written."""
+    out = []
+    for i, wf in enumerate(cfg.write_files):
+        dest = target(root, wf.path, f"write_files[{i}].path")
+        try:
+            uid, gid = lookup_ids(root, wf.owner)
+        except OsbError as e:
+            raise OsbError(f"write_files[{i}].owner: {e}") from e
+        out.append((dest, wf.content, wf.permissions, uid, gid))
+    return out
+
+
+def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
+    for dest, content, mode, uid, gid in plan(cfg, root):
+        write_atomic(dest, content, mode, uid, gid)

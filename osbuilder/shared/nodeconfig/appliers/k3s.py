@@ -1,0 +1,168 @@
+"""k3s: /etc/rancher/k3s/config.yaml and registries.yaml, its environment, the manifests
+a server deploys, and which of k3s.service / k3s-agent.service starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.files import HEADER, remove, symlink, write_atomic, write_or_remove
+from osbuilder.shared.nodeconfig.appliers.values import env_line
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import K3s, NodeConfig
+
+CONFIG = "etc/rancher/k3s/config.yaml"
+REGISTRIES = "etc/rancher/k3s/registries.yaml"
+ENVIRONMENT = "etc/default/k3s"
+MANIFESTS = "var/lib/rancher/k3s/server/manifests"
+# manifests every server deploys (the OSUpgrade CRD), shipped in the read-only image
+IMAGE_MANIFESTS = "usr/share/osbuilder/manifests"
+WANTS = "etc/systemd/system/multi-user.target.wants"
+UNITS = {"server": "k3s.service", "agent": "k3s-agent.service"}
+
+
+def unit_for(cfg: NodeConfig) -> str:
+    return UNITS[cfg.k3s.role]
+
+
+def args_config(args: tuple[str, ...]) -> dict[str, Any]:
+    """k3s_args in config-file spelling: --a=b → a: b, --a → a: true, repeats → a list."""
+    out: dict[str, Any] = {}
+    for i, arg in enumerate(args):
+        name, eq, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not name:
+            # Index within the flags: a leading `server`/`agent` word is not counted.
+            raise OsbError(f"k3os.k3s_args[{i}]: {arg!r} is not a --flag; "
+                           "write a flag and its value as one item: --flag=value")
+        val: Any = value if eq else True
+        if name not in out:
+            out[name] = val
+        elif isinstance(out[name], list):
+            out[name].append(val)
+        else:
+            out[name] = [out[name], val]
+    return out
+
+
+def k3s_config(k: K3s) -> dict[str, Any]:
+    server = k.role == "server"
+    c: dict[str, Any] = {}
+    if k.token:
+        c["token"] = k.token
+    if not server and k.server_url:
+        c["server"] = k.server_url
+    if k.labels:
+        c["node-label"] = [f"{name}={value}" for name, value in k.labels]
+    if k.taints:
+        c["node-taint"] = list(k.taints)
+    if k.node_ip:
+        c["node-ip"] = k.node_ip
+    if server:  # server-only flags: an agent has no use for them
+        if k.tls_san:
+            c["tls-san"] = list(k.tls_san)
+        if k.flannel_backend:
+            c["flannel-backend"] = k.flannel_backend
+        if k.disable:
+            c["disable"] = list(k.disable)
+        if k.cluster_init:
+            c["cluster-init"] = True
+        if k.datastore_endpoint:
+            c["datastore-endpoint"] = k.datastore_endpoint
+    for name, value in args_config(k.args).items():
+        # List settings gain the extra values; a scalar given again is replaced, as on
+        # a command line where the last flag wins.
+        if isinstance(c.get(name), list):
+            c[name] = c[name] + (value if isinstance(value, list) else [value])
+        else:
+            c[name] = value
+    if not server and "server" not in c:
+        raise OsbError("k3os.server_url: the agent role needs the server to join "
+                       "(server_url: https://SERVER:6443)")
+    return c
+
+
+def environment_file(k: K3s) -> str | None:
+    if not k.environment:
+        return None
+    return HEADER + "".join(env_line(n, v, "k3os.environment") for n, v in k.environment)
+
+
+def _dump(data: Any) -> str:
+    return HEADER + yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+
+
+def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
+    k = cfg.k3s
+    config, env = _dump(k3s_config(k)), environment_file(k)  # both may raise: before writing
+    # 0600: these carry the cluster token, registry passwords and proxy credentials.
+    write_atomic(root / CONFIG, config, 0o600)
+    write_or_remove(root / REGISTRIES, _dump(k.registries) if k.registries else None, 0o600)
+    write_or_remove(root / ENVIRONMENT, env, 0o600)
+    if k.role == "server":
+        for f in sorted((root / IMAGE_MANIFESTS).glob("*.yaml")):
+            write_atomic(root / MANIFESTS / f"osbuilder-{f.name}", f.read_bytes(), 0o600)
+        # k3s's own manifests share this folder, so nothing is ever removed from it.
+        for m in k.manifests:
+            if m.content is not None:
+                write_atomic(root / MANIFESTS / m.name, m.content, 0o600)
+    wants = root / WANTS
+    unit = unit_for(cfg)
+    symlink(wants / unit, f"/usr/lib/systemd/system/{unit}")
+    for other in set(UNITS.values()) - {unit}:
+        remove(wants / other)
+
+
+def fetch_manifests(cfg: NodeConfig, root: Path, timeout: float = 10) -> list[str]:
+    """Download `url` manifests on a server; a failure is a warning and keeps the copy
+    fetched before, so a node that boots offline still deploys what it had."""
+    if cfg.k3s.role != "server":
+        return []
+    import requests  # here, not at the top: `boot` must not pay for it
+
+    warnings: list[str] = []
+    for i, m in enumerate(cfg.k3s.manifests):
+        if m.url is None:
+            continue
+        where = f"k3os.manifests[{i}] ({m.name})"
+        try:
+            resp = requests.get(m.url, timeout=timeout)
+            resp.raise_for_status()
+            list(yaml.safe_load_all(resp.text))  # an error page must not be deployed
+        except (requests.RequestException, yaml.YAMLError) as e:
+            warnings.append(f"{where}: fetching {m.url} failed, keeping the old copy: {e}")
+            continue
+        write_atomic(root / MANIFESTS / m.name, resp.content, 0o600)
+    return warnings
+
+
+AIRGAP_IMAGES = "var/lib/rancher/k3s/agent/images"
+
+
+def fetch_airgap_images(cfg: NodeConfig, root: Path, timeout: float = 60) -> list[str]:
+    """Download `airgap_images` tarballs once into the folder k3s imports from at start;
+    kept on data, so later (offline) boots reuse them. Failures are warnings."""
+    if not cfg.k3s.airgap_images:
+        return []
+    import requests  # here, not at the top: `boot` must not pay for it
+
+    warnings: list[str] = []
+    for i, url in enumerate(cfg.k3s.airgap_images):
+        dest = root / AIRGAP_IMAGES / url.rstrip("/").rsplit("/", 1)[-1]
+        if dest.is_file():
+            continue
+        part = dest.with_name(f".{dest.name}.part")
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with requests.get(url, timeout=timeout, stream=True) as resp:
+                resp.raise_for_status()
+                with part.open("wb") as f:
+                    for chunk in resp.iter_content(1 << 20):
+                        f.write(chunk)
+            part.replace(dest)
+        except OSError as e:  # requests' errors are OSErrors too
+            warnings.append(f"k3os.airgap_images[{i}]: fetching {url} failed: {e}")
+            part.unlink(missing_ok=True)
+    return warnings

@@ -1,0 +1,122 @@
+"""The password of the default user `osb` (and of root when root_login is set) in
+/etc/shadow, and osb's home directory. The user itself comes from sysusers at build time."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.files import ensure_dir, lookup_ids, read_json, remove, write_atomic
+from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.model import NodeConfig
+
+USER = "osb"
+HOME = Path("home/osb")
+LOCKED = "!"
+ROOT_LOCKED = "!*"
+# glibc's and Debian's default for sha512-crypt. Python 3.13 has no crypt module, so
+# passlib hashes in pure Python: passlib's own default (656000) takes minutes on a Pi.
+ROUNDS = 5000
+# /etc is rebuilt every boot, so the hash is kept on /var (data) next to a SHA-256
+# fingerprint of the configured password: an unchanged password is neither hashed nor
+# verified again (each costs seconds on a Pi or under emulation). The fingerprint adds
+# no exposure: the plain text is in config.yaml on the FAT boot partition anyway.
+HASH_CACHE = Path("var/lib/osbuilder/osb-password.json")
+
+
+def _sha512_crypt() -> Any:
+    # Imported late: passlib has no type stubs, and only plain-text passwords need it.
+    try:
+        return importlib.import_module("passlib.hash").sha512_crypt
+    except ImportError as e:
+        raise OsbError("k3os.password: hashing a plain-text password needs passlib "
+                       "(Debian package python3-passlib)") from e
+
+
+def fingerprint(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def password_hash(password: str | None, current: str | None,
+                  cached: dict[str, str] | None = None) -> str:
+    """The shadow field for `password`: crypt strings as given, plain text hashed with
+    sha512-crypt, but a cached or current hash kept when it matches (idempotence)."""
+    if password is None:
+        return LOCKED
+    if cached and cached.get("fingerprint") == fingerprint(password):
+        return cached["hash"]
+    if password.startswith("$"):
+        if any(c in password for c in ":\n\r"):
+            raise OsbError("k3os.password: a crypt string cannot contain ':' or a newline")
+        return password
+    hasher = _sha512_crypt()
+    if current and hasher.identify(current) and hasher.verify(password, current):
+        return current
+    return str(hasher.using(rounds=ROUNDS).hash(password))
+
+
+def check_password(cfg: NodeConfig) -> None:
+    """Raise now what `apply` would raise later: a bad crypt string, or no passlib."""
+    if cfg.password is not None and cfg.password.startswith("$"):
+        password_hash(cfg.password, None)
+    elif cfg.password is not None:
+        _sha512_crypt()
+
+
+def _fields(text: str) -> dict[str, list[str]]:
+    return {f[0]: f for f in (line.split(":") for line in text.splitlines()) if len(f) > 1}
+
+
+def set_shadow(text: str, hashes: dict[str, str]) -> str:
+    """Replace only the password field of these users' lines; other lines stay as they are."""
+    out: list[str] = []
+    done: set[str] = set()
+    for line in text.splitlines():
+        f = line.split(":")
+        if f[0] in hashes and len(f) > 1:
+            f[1] = hashes[f[0]]
+            done.add(f[0])
+            line = ":".join(f)
+        out.append(line)
+    out += [f"{u}:{h}::0:99999:7:::" for u, h in hashes.items() if u not in done]
+    return "\n".join(out) + "\n"
+
+
+def user_ids(root: Path) -> tuple[int, int]:
+    try:
+        return lookup_ids(root, USER)
+    except OsbError as e:
+        raise OsbError(f"the image has no user {USER!r} (made by sysusers at build time): "
+                       f"{e}") from e
+
+
+def ensure_home(root: Path) -> tuple[int, int]:
+    """Make /home/osb (persistent /home may be empty on a first boot); its uid and gid."""
+    uid, gid = user_ids(root)
+    ensure_dir(root / "home", 0o755)
+    ensure_dir(root / HOME, 0o750, uid, gid)
+    return uid, gid
+
+
+def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
+    shadow = root / "etc/shadow"
+    text = shadow.read_text() if shadow.exists() else ""
+    cache = root / HASH_CACHE
+    current = _fields(text).get(USER, ["", ""])[1]
+    osb = password_hash(cfg.password, current, read_json(cache))
+    if cfg.password is not None and osb.startswith("$"):
+        record = {"fingerprint": fingerprint(cfg.password), "hash": osb}
+        write_atomic(cache, json.dumps(record, sort_keys=True) + "\n", 0o600)
+    else:
+        remove(cache)
+    hashes = {"root": osb if cfg.root_login else ROOT_LOCKED, USER: osb}
+    try:
+        _, shadow_gid = lookup_ids(root, "root:shadow")
+    except OsbError:
+        shadow_gid = 0  # no shadow group in this image: root-only is still safe
+    write_atomic(shadow, set_shadow(text, hashes), 0o640, 0, shadow_gid)
+    ensure_home(root)

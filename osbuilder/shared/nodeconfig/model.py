@@ -1,0 +1,212 @@
+"""The node config as typed, frozen dataclasses: parsed once from the merged, validated
+sources; appliers only ever see these. Defaults live in config.schema.json."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from dataclasses import dataclass
+from typing import Any
+
+from osbuilder.shared.schema import load_schema, validate, with_defaults
+
+SCHEMA = "config.schema.json"
+BLOCK_KEYS = ("k3os", "osbuilder")
+Command = tuple[str, ...] | str
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    path: str
+    content: bytes
+    owner: str
+    permissions: int
+
+
+@dataclass(frozen=True)
+class Wifi:
+    name: str
+    passphrase: str | None
+
+
+@dataclass(frozen=True)
+class Interface:
+    match: str
+    dhcp: bool
+    addresses: tuple[str, ...]
+    gateway: str | None
+    dns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    content: str | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class K3s:
+    role: str  # "server" or "agent"
+    server_url: str | None
+    token: str | None
+    labels: tuple[tuple[str, str], ...]
+    taints: tuple[str, ...]
+    args: tuple[str, ...]
+    environment: tuple[tuple[str, str], ...]
+    datastore_endpoint: str | None
+    cluster_init: bool
+    tls_san: tuple[str, ...]
+    node_ip: str | None
+    flannel_backend: str | None
+    disable: tuple[str, ...]
+    registries: dict[str, Any] | None
+    manifests: tuple[Manifest, ...]
+    airgap_images: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Install:
+    device: str | None
+    force_efi: bool
+    silent: bool
+    no_format: bool
+    config_url: str | None
+    power_off: bool
+    force: bool
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    command: Command | None
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    health_timeout: int
+    require_node_ready: bool
+    health_checks: tuple[HealthCheck, ...]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    hostname: str | None
+    ssh_authorized_keys: tuple[str, ...]
+    write_files: tuple[WriteFile, ...]
+    init_cmd: tuple[Command, ...]
+    boot_cmd: tuple[Command, ...]
+    run_cmd: tuple[Command, ...]
+    data_sources: tuple[str, ...]
+    modules: tuple[str, ...]
+    sysctl: tuple[tuple[str, str], ...]
+    ntp_servers: tuple[str, ...]
+    dns_nameservers: tuple[str, ...]
+    wifi: tuple[Wifi, ...]
+    network: tuple[Interface, ...]
+    password: str | None
+    root_login: bool
+    k3s: K3s
+    install: Install
+    upgrade: Upgrade
+
+
+def decode_content(content: str, encoding: str) -> bytes:
+    data = content.encode()
+    if "b64" in encoding or "base64" in encoding:
+        data = base64.b64decode(data, validate=False)
+    if encoding.startswith("gz"):
+        data = gzip.decompress(data)
+    return data
+
+
+def _str_map(m: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    def text(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+    return tuple(sorted((k, text(v)) for k, v in (m or {}).items()))
+
+
+def _command(c: str | list[str]) -> Command:
+    return c if isinstance(c, str) else tuple(c)
+
+
+def block_of(merged: dict[str, Any]) -> dict[str, Any]:
+    """The k3os:/osbuilder: block (both spellings merged, osbuilder: winning)."""
+    out: dict[str, Any] = {}
+    for key in BLOCK_KEYS:
+        out.update(merged.get(key) or {})
+    return out
+
+
+def parse(merged: dict[str, Any], source: str = "config", validated: bool = False
+          ) -> NodeConfig:
+    """Validate a merged config (unless the caller already did) and turn it into a
+    NodeConfig (raises OsbError)."""
+    if not validated:
+        validate(merged, SCHEMA, source)
+    schema = load_schema(SCHEMA)
+    top: dict[str, Any] = with_defaults(merged, schema)
+    b: dict[str, Any] = with_defaults(block_of(merged), schema["$defs"]["block"])
+    args = tuple(b.get("k3s_args", []))
+    role = "agent" if b.get("server_url") else "server"
+    if args and args[0] in ("server", "agent"):  # k3OS: k3s_args may start with the role
+        role, args = args[0], args[1:]
+    ins = b.get("install", {})
+    up = with_defaults(b.get("upgrade", {}),
+                       schema["$defs"]["block"]["properties"]["upgrade"])
+    return NodeConfig(
+        hostname=top.get("hostname"),
+        ssh_authorized_keys=tuple(top.get("ssh_authorized_keys", [])),
+        write_files=tuple(
+            WriteFile(path=w["path"], content=decode_content(w["content"], w["encoding"]),
+                      owner=w["owner"], permissions=int(w["permissions"], 8))
+            for w in (with_defaults(x, schema["properties"]["write_files"]["items"])
+                      for x in top.get("write_files", []))
+        ),
+        init_cmd=tuple(_command(c) for c in top.get("init_cmd", [])),
+        boot_cmd=tuple(_command(c) for c in top.get("boot_cmd", [])),
+        run_cmd=tuple(_command(c) for c in top.get("run_cmd", [])),
+        data_sources=tuple(b.get("data_sources", [])),
+        modules=tuple(b.get("modules", [])),
+        sysctl=_str_map(b.get("sysctl")),
+        ntp_servers=tuple(b.get("ntp_servers", [])),
+        dns_nameservers=tuple(b.get("dns_nameservers", [])),
+        wifi=tuple(Wifi(w["name"], w.get("passphrase")) for w in b.get("wifi", [])),
+        network=tuple(
+            Interface(match=name, dhcp=i.get("dhcp", not i.get("addresses")),
+                      addresses=tuple(i.get("addresses", [])),
+                      gateway=i.get("gateway"), dns=tuple(i.get("dns", [])))
+            for name, i in sorted(b.get("network", {}).items())
+        ),
+        password=b.get("password"),
+        root_login=b["root_login"],
+        k3s=K3s(
+            role=role, server_url=b.get("server_url"), token=b.get("token"),
+            labels=_str_map(b.get("labels")), taints=tuple(b.get("taints", [])), args=args,
+            environment=_str_map(b.get("environment")),
+            datastore_endpoint=b.get("datastore_endpoint"),
+            cluster_init=bool(b.get("cluster_init", False)),
+            tls_san=tuple(b.get("tls_san", [])), node_ip=b.get("node_ip"),
+            flannel_backend=b.get("flannel_backend"), disable=tuple(b.get("disable", [])),
+            registries=b.get("registries"),
+            manifests=tuple(Manifest(m["name"], m.get("content"), m.get("url"))
+                            for m in b.get("manifests", [])),
+            airgap_images=tuple(b.get("airgap_images", [])),
+        ),
+        install=Install(
+            device=ins.get("device"), force_efi=bool(ins.get("force_efi")),
+            silent=bool(ins.get("silent")), no_format=bool(ins.get("no_format")),
+            config_url=ins.get("config_url"), power_off=bool(ins.get("power_off")),
+            force=bool(ins.get("force")),
+        ),
+        upgrade=Upgrade(
+            health_timeout=up["health_timeout"], require_node_ready=up["require_node_ready"],
+            health_checks=tuple(
+                HealthCheck(name=h.get("name") or h.get("url") or f"check {i + 1}",
+                            command=_command(h["command"]) if "command" in h else None,
+                            url=h.get("url"))
+                for i, h in enumerate(up["health_checks"])),
+        ),
+    )

@@ -1,0 +1,87 @@
+"""JSON Schema loading, validation with readable errors, and schema defaults.
+
+Schemas live beside this module (schemas/), in the checkout, an installed wheel and the
+image alike; defaults are declared there once and filled in here, so code never repeats them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from osbuilder.shared.errors import OsbError
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    path = SCHEMA_DIR / name
+    if not path.is_file():
+        raise OsbError(f"schema {name} not found in {SCHEMA_DIR} (a broken installation)")
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def key_path(parts: list[str | int] | Any) -> str:
+    """Render a JSON path like k3os.labels[0] (what users see in their YAML)."""
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _describe(err: Any) -> tuple[str, str]:  # a jsonschema.ValidationError
+    path = list(err.absolute_path)
+    schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
+    instance: Any = err.instance
+    if err.validator == "additionalProperties":
+        props = schema.get("properties", {})
+        extra = sorted(set(instance) - set(props))
+        where = key_path([*path, extra[0]]) if extra else key_path(path)
+        return where, f"unknown key (known keys here: {', '.join(sorted(props))})"
+    if err.validator == "type":
+        return key_path(path), (
+            f"expected {err.validator_value}, got {type(err.instance).__name__} "
+            f"{json.dumps(err.instance, default=str)[:60]}"
+        )
+    if err.validator == "enum":
+        allowed = ", ".join(json.dumps(v) for v in err.validator_value)
+        return key_path(path), f"{json.dumps(err.instance)[:60]} is not one of {allowed}"
+    if err.validator == "required":
+        return key_path(path), err.message
+    return key_path(path), err.message
+
+
+def validation_errors(instance: Any, schema_name: str) -> list[tuple[str, str]]:
+    """All problems as (key path, message), most specific first, in document order."""
+    import jsonschema  # costly to import; the node agent skips it for an unchanged config
+
+    schema = load_schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
+    return [_describe(e) for e in errors]
+
+
+def validate(instance: Any, schema_name: str, source: str) -> None:
+    """Raise OsbError naming the file and every bad key."""
+    errors = validation_errors(instance, schema_name)
+    if errors:
+        lines = [f"  {source}: at {where}: {msg}" for where, msg in errors]
+        raise OsbError(f"invalid {source}:\n" + "\n".join(lines))
+
+
+def with_defaults(instance: Any, schema: dict[str, Any]) -> Any:
+    """Return a copy of a validated instance with every schema `default` filled in."""
+    if not isinstance(instance, dict) or "properties" not in schema:
+        return copy.deepcopy(instance)
+    out = copy.deepcopy(instance)
+    for key, sub in schema["properties"].items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = with_defaults(out[key], sub)
+    return out
