@@ -1,14 +1,8 @@
 # osbuilder — `make image`, `make run`, `make test` (see README.md)
 SHELL := /bin/bash
-BOARD ?= qemu-amd64
-OUT ?= out
-VERSION ?=
-FORMAT ?=
-CONFIG ?=
-K3S_VERSION ?=
-K3S_CHANNEL ?=
-K3S_DIR ?=
-KEYS ?=
+# the build settings (BOARD=, VERSION=, CONFIG=, ...) and BUILD_ARGS: generated from
+# osbuilder/host/settings.py by `make settings`
+include settings.mk
 ACCEL ?= tcg
 VENV := .venv
 # diskimage-builder (rootfs backend dib, make bench) lives in a venv of its own
@@ -26,13 +20,7 @@ HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstool
 	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool \
 	qemu-user-static arch-test qemu-efi-aarch64 debootstrap sudo seabios xorriso ipxe-qemu
 
-BUILD_ARGS := --board $(BOARD) --out $(OUT) \
-	$(if $(VERSION),--version $(VERSION)) $(if $(FORMAT),--format $(FORMAT)) \
-	$(if $(CONFIG),--config $(CONFIG)) $(if $(K3S_VERSION),--k3s-version $(K3S_VERSION)) \
-	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) $(if $(K3S_DIR),--k3s-dir $(K3S_DIR)) \
-	$(if $(KEYS),--sign-key $(KEYS)/signing.key.pem --sign-cert $(KEYS)/signing.cert.pem)
-
-.PHONY: help deps venv dib image run test test-all unit lint bench bench-fleet clean
+.PHONY: help deps venv dib image run test test-all unit lint bench bench-fleet clean settings show-config
 
 help:
 	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
@@ -73,6 +61,14 @@ image: deps venv
 run: venv
 	OSB_QEMU_ACCEL=$(ACCEL) $(OSB) run --board $(BOARD) \
 		$$(ls -t $(OUT)/osbuilder-$(BOARD)-*.img | grep -v '\.run\.img$$' | head -1)
+
+show-config: venv
+	$(OSB) show-config $(BUILD_ARGS)
+
+# regenerate settings.mk and print the README's settings table (both derived from the
+# settings' one declaration; tests/unit/test_settings.py keeps them equal)
+settings: venv
+	$(PY) -m osbuilder.host.settings
 
 lint: venv
 	$(VENV)/bin/ruff check osbuilder tests bench

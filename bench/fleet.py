@@ -51,7 +51,7 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 def agent(*args: str) -> list[str]:
     """As /usr/bin/osbuilder-agent in the image runs it."""
-    return [sys.executable, "-c", "import sys; from osbuilder.node.cli import main; "
+    return [sys.executable, "-c", "import sys; from osbuilder.node.agent_cli import main; "
             "sys.exit(main())", *args]
 
 

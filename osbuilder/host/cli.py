@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 from osbuilder import __version__
-from osbuilder.host import git_revision as source
+from osbuilder.host import settings
 from osbuilder.host.boards import Board, board_names, load_board, load_board_file
-from osbuilder.host.context import DEFAULT_CACHE, Artifact, BuildOptions
+from osbuilder.host.context import Artifact
 from osbuilder.host.download import sha256_file
-from osbuilder.host.k3s_release import CHANNEL_URL, RELEASE_URL, check_version
+from osbuilder.host.k3s_release import check_version
 from osbuilder.host.progress import Progress
+from osbuilder.host.settings import BuildOptions
 from osbuilder.shared.errors import OsbError
 
 EPILOG = """\
@@ -36,13 +37,6 @@ Downloads and rootfs tarballs are cached in ~/.cache/osbuilder (--cache-dir).
 """
 
 
-def default_epoch() -> int:
-    """SOURCE_DATE_EPOCH, else the time of the last commit of this checkout, else now."""
-    if "SOURCE_DATE_EPOCH" in os.environ:
-        return int(os.environ["SOURCE_DATE_EPOCH"])
-    return source.commit_time() or int(time.time())
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="osbuilder",
@@ -55,40 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build an image for a board",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("--board", required=True,
-                   help="board name (see `osbuilder boards`), a board file (*.yaml), or `all` "
-                        "(every board, one after the other, sharing caches)")
-    b.add_argument("--out", type=Path, default=Path("out"), help="output directory")
-    b.add_argument("--version", dest="image_version", default=__version__,
-                   help="image version recorded in os-release and the manifest")
-    k = b.add_mutually_exclusive_group()
-    k.add_argument("--k3s-version", help="exact k3s release, e.g. v1.31.4+k3s1")
-    k.add_argument("--k3s-channel", default="stable",
-                   help="k3s channel: stable (default), latest, testing or v1.31")
-    b.add_argument("--k3s-dir", type=Path,
-                   help="local k3s release folder (air-gapped): k3s, k3s-arm64, k3s-armhf, "
-                        "sha256sum-{amd64,arm64,arm}.txt, optional air-gap image tarballs")
-    b.add_argument("--k3s-airgap-images", action="store_true",
-                   help="also download the k3s air-gap images into the image")
-    b.add_argument("--config", type=Path, help="node config.yaml to put on the boot partition")
-    b.add_argument("--format", help="comma-separated formats: img (raw disk), qcow2, ami "
-                                    "(raw disk + .ami.json for `publish ami`), iso (hybrid UEFI "
-                                    "live/installer, CD or USB stick), pxe (network boot files) "
-                                    "(default: the board's)")
-    b.add_argument("--compress", action="store_true",
-                   help="also write <image>.img.zst (with format img)")
-    b.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="download cache")
-    b.add_argument("--refresh", action="store_true", help="rebuild the cached rootfs")
-    b.add_argument("--rootfs-tarball", type=Path,
-                   help="use this rootfs tarball instead of mmdebstrap (arch, /sbin/init "
-                        "and kernel are checked)")
-
-    u = b.add_argument_group("signed updates (see `osbuilder keys init`)")
-    u.add_argument("--sign-key", type=Path, help="key that signs the update bundle (.raucb)")
-    u.add_argument("--sign-cert", type=Path, help="certificate of --sign-key")
-    u.add_argument("--keyring", type=Path,
-                   help="fleet CA certificate baked into the image: bundles must chain to it "
-                        "(default: ca.cert.pem beside --sign-cert)")
+    settings.add_arguments(b)
+    sc = sub.add_parser("show-config", help="print the settings a build with these options "
+                        "would use, and where each came from")
+    settings.add_arguments(sc)
 
     ks = sub.add_parser("keys", help="update-signing keys")
     ks_sub = ks.add_subparsers(dest="keys_command", required=True)
@@ -183,50 +147,63 @@ def rootfs_backend(b: Board) -> str:
     return "mmdebstrap"
 
 
+def build_options(args: argparse.Namespace) -> tuple[BuildOptions, dict[str, str]]:
+    """The build's settings from its options and the environment, paths checked and made
+    absolute; a `keys init` folder (--keys) names the signing key, its certificate and CA."""
+    options, sources = settings.resolve(vars(args), os.environ)
+    if options.k3s_version and sources["k3s_channel"] != "default":
+        raise OsbError("--k3s-version and --k3s-channel exclude each other")
+    if options.k3s_version:
+        check_version(options.k3s_version)
+    if options.rootfs_tarball is not None and options.board == "all":
+        raise OsbError("--rootfs-tarball is one board's root: it cannot go with --board all")
+    keys = options.keys
+    key = options.sign_key or (keys / "signing.key.pem" if keys else None)
+    cert = options.sign_cert or (keys / "signing.cert.pem" if keys else None)
+    keyring = options.keyring or (keys / "ca.cert.pem" if keys else
+                                  cert.parent / "ca.cert.pem" if cert else None)
+    if (key is None) != (cert is None):
+        raise OsbError("--sign-key and --sign-cert go together (see `osbuilder keys init`)")
+    for flag, path in (("--sign-key", key), ("--sign-cert", cert), ("--keyring", keyring),
+                       ("--config", options.config),
+                       ("--rootfs-tarball", options.rootfs_tarball)):
+        if path is not None and not path.is_file():
+            raise OsbError(f"{flag} {path}: no such file")
+
+    for name, path in (("sign_key", key), ("sign_cert", cert), ("keyring", keyring)):
+        if path is not None and sources[name] == "default":
+            sources[name] = "--keys" if keys else "beside --sign-cert"
+
+    def absolute(path: Path | None) -> Path | None:
+        return path.resolve() if path else None
+
+    return dataclasses.replace(
+        options, out_dir=options.out_dir.resolve(), sign_key=absolute(key),
+        sign_cert=absolute(cert), keyring=absolute(keyring), config=absolute(options.config),
+        rootfs_tarball=absolute(options.rootfs_tarball)), sources
+
+
+def cmd_show_config(args: argparse.Namespace) -> int:
+    print(settings.show(*build_options(args)))
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from osbuilder.host.pipeline import run_build
     from osbuilder.shared.nodeconfig.loader import check_file
 
-    boards = ([board_arg(n) for n in board_names()] if args.board == "all"
-              else [board_arg(args.board)])
-    if args.rootfs_tarball is not None:
-        if len(boards) > 1:
-            raise OsbError("--rootfs-tarball is one board's root: it cannot go with --board all")
-        if not args.rootfs_tarball.is_file():
-            raise OsbError(f"--rootfs-tarball {args.rootfs_tarball}: no such file")
-        boards = [dataclasses.replace(boards[0], rootfs_tarball=args.rootfs_tarball.resolve(),
+    options, _ = build_options(args)
+    boards = ([board_arg(n) for n in board_names()] if options.board == "all"
+              else [board_arg(options.board)])
+    if options.rootfs_tarball is not None:
+        boards = [dataclasses.replace(boards[0], rootfs_tarball=options.rootfs_tarball,
                                       dib=None)]
-    if args.k3s_version:
-        check_version(args.k3s_version)
-    if args.config is not None:
-        if not args.config.is_file():
-            raise OsbError(f"--config {args.config}: no such file")
-        check_file(args.config, f"--config {args.config}")
-    keyring = args.keyring
-    if keyring is None and args.sign_cert is not None:
-        keyring = args.sign_cert.parent / "ca.cert.pem"
-    if (args.sign_key is None) != (args.sign_cert is None):
-        raise OsbError("--sign-key and --sign-cert go together (see `osbuilder keys init`)")
-    for flag, path in (("--sign-key", args.sign_key), ("--sign-cert", args.sign_cert),
-                       ("--keyring", keyring)):
-        if path is not None and not path.is_file():
-            raise OsbError(f"{flag} {path}: no such file")
-    options = BuildOptions(
-        out_dir=args.out.resolve(), version=args.image_version,
-        source_date_epoch=default_epoch(), formats=(), compress=args.compress,
-        config=args.config, k3s_version=args.k3s_version, k3s_channel=args.k3s_channel,
-        k3s_dir=args.k3s_dir, k3s_airgap=args.k3s_airgap_images,
-        k3s_channel_url=os.environ.get("OSB_K3S_CHANNEL_URL", CHANNEL_URL),
-        k3s_release_url=os.environ.get("OSB_K3S_RELEASE_URL", RELEASE_URL),
-        cache_dir=args.cache_dir, refresh=args.refresh,
-        sign_key=args.sign_key and args.sign_key.resolve(),
-        sign_cert=args.sign_cert and args.sign_cert.resolve(),
-        keyring=keyring and keyring.resolve(),
-    )
+    if options.config is not None:
+        check_file(options.config, f"--config {options.config}")
     progress = Progress()
     images, failed = [], []
     for board in boards:
-        formats = tuple(args.format.split(",")) if args.format else board.formats
+        formats = options.formats or board.formats
         progress.say(f"building {board.name} ({board.arch}) version {options.version} "
                      f"-> {options.out_dir}")
         try:
@@ -291,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return cmd_build(args)
+        if args.command == "show-config":
+            return cmd_show_config(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "flash":

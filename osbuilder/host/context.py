@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from osbuilder.host.boards import Board
 from osbuilder.host.k3s_release import K3sArtifact
 from osbuilder.host.progress import Progress
+from osbuilder.host.settings import BuildOptions
 from osbuilder.shared.layout import DiskLayout
-
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "osbuilder"
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    out_dir: Path
-    version: str
-    source_date_epoch: int
-    formats: tuple[str, ...]
-    compress: bool = False
-    config: Path | None = None
-    k3s_version: str | None = None
-    k3s_channel: str = "stable"
-    k3s_dir: Path | None = None
-    k3s_airgap: bool = False
-    k3s_channel_url: str = "https://update.k3s.io/v1-release/channels"
-    k3s_release_url: str = "https://github.com/k3s-io/k3s/releases/download"
-    cache_dir: Path = DEFAULT_CACHE
-    refresh: bool = False
-    sign_key: Path | None = None
-    sign_cert: Path | None = None
-    keyring: Path | None = None  # the fleet CA certificate baked into the image
 
 
 @dataclass

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from osbuilder.host.binfmt import ensure_binfmt
 from osbuilder.host.boards import Board
-from osbuilder.host.context import Artifact, BuildContext, BuildOptions
+from osbuilder.host.context import Artifact, BuildContext
 from osbuilder.host.formats import ami
 from osbuilder.host.progress import Progress
+from osbuilder.host.settings import BuildOptions
 from osbuilder.host.stages import FORMAT_TOOLS, FORMATS, STAGES
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import require_tools

@@ -22,7 +22,7 @@ from typing import Any
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.user_commands import run_commands
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import read_json, write_atomic, write_json, write_or_remove
+from osbuilder.shared.file_writes import read_json, write_atomic, write_json, write_or_remove
 from osbuilder.shared.nodeconfig import appliers
 from osbuilder.shared.nodeconfig.appliers import hostname as hostname_applier
 from osbuilder.shared.nodeconfig.appliers import k3s as k3s_applier

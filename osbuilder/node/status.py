@@ -9,7 +9,7 @@ from pathlib import Path
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import cmdline_args, os_release, read
 from osbuilder.node.upgrade import slot_report as report
-from osbuilder.shared.files import read_json
+from osbuilder.shared.file_writes import read_json
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from osbuilder.node.fleet.watcher import NodeWatcher
 from osbuilder.node.kubeapi import Endpoint, Kube
 from osbuilder.node.paths import AgentPaths
-from osbuilder.shared.files import write_json
+from osbuilder.shared.file_writes import write_json
 
 
 class Store(Protocol):

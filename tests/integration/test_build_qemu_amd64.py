@@ -86,7 +86,7 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for f in ("usr/bin/k3s", "usr/bin/osbuilder-agent", "usr/lib/os-release",
               "usr/share/osbuilder/manifest.json", "etc/fstab", "data", "boot/efi",
               "usr/lib/systemd/system/k3s.service", "usr/lib/systemd/system/k3s-agent.service",
-              "usr/lib/python3/dist-packages/osbuilder/node/cli.py",
+              "usr/lib/python3/dist-packages/osbuilder/node/agent_cli.py",
               "usr/lib/python3/dist-packages/osbuilder/shared/schemas/config.schema.json",
               "usr/lib/python3/dist-packages/osbuilder/bootloaders/systemd_boot/chooser.py"):
         assert f in listing, f"{f} missing from the root squashfs"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.nodeconfig.appliers import files
+from osbuilder.shared.nodeconfig.appliers import write_files as files
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import parse
 from tests.unit.test_apply_fs import IS_ROOT, make_root, mode

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import ensure_dir, lookup_ids, remove, symlink, write_atomic
+from osbuilder.shared.file_writes import ensure_dir, lookup_ids, remove, symlink, write_atomic
 
 IS_ROOT = os.geteuid() == 0
 

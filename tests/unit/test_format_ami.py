@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from osbuilder.host.boards import load_board
-from osbuilder.host.context import BuildContext, BuildOptions
+from osbuilder.host.context import BuildContext
 from osbuilder.host.formats.ami import check_board, load_facts, write_ami
 from osbuilder.host.progress import Progress
+from osbuilder.host.settings import BuildOptions
 from osbuilder.shared.errors import OsbError
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from osbuilder.host.boards import load_board
-from osbuilder.host.context import BuildContext, BuildOptions
+from osbuilder.host.context import BuildContext
 from osbuilder.host.formats.iso import write_iso
 from osbuilder.host.formats.pxe import write_pxe
 from osbuilder.host.progress import Progress
+from osbuilder.host.settings import BuildOptions
 from osbuilder.shared.errors import OsbError
 from tests.helpers.image import fat_files, fat_read, partitions, probe
 

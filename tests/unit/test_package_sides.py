@@ -55,13 +55,13 @@ def test_the_node_side_runs_without_the_host_side() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     loaded = json.loads(out)
-    assert "osbuilder.node.cli" in loaded
+    assert "osbuilder.node.agent_cli" in loaded
     assert [m for m in loaded if osbuilder.side_of(m) == "host"] == []
 
 
 def test_the_image_gets_node_and_shared_files_only() -> None:
     files = [str(f) for f in node_files()]
-    assert "node/cli.py" in files and "shared/schemas/config.schema.json" in files
+    assert "node/agent_cli.py" in files and "shared/schemas/config.schema.json" in files
     assert "bootloaders/uboot/chooser.py" in files and "bootloaders/uboot/env_file.py" in files
     assert not [f for f in files if f.startswith("host/") or "/build" in f], files
     assert "__main__.py" not in files

@@ -10,7 +10,7 @@ from osbuilder.node.paths import AgentPaths
 from osbuilder.node.status import MountFact, Status, find_mount
 from osbuilder.node.sysinfo import cmdline_args, os_release
 from osbuilder.node.upgrade import slot_report as report
-from osbuilder.shared.files import write_json
+from osbuilder.shared.file_writes import write_json
 
 MOUNTINFO = """\
 22 1 254:2 / / ro,relatime shared:1 - squashfs /dev/vda2 ro,errors=continue

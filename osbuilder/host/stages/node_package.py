@@ -21,7 +21,7 @@ ENTRY = """#!/usr/bin/python3
 # osbuilder node agent (installed by the osbuilder build, node-package stage)
 import sys
 
-from osbuilder.node.cli import main
+from osbuilder.node.agent_cli import main
 
 sys.exit(main())
 """

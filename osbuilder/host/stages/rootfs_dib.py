@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from osbuilder.host.boards import Board, DibSpec
-from osbuilder.host.context import DEFAULT_CACHE, BuildContext
+from osbuilder.host.context import BuildContext
+from osbuilder.host.settings import DEFAULT_CACHE
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import output, require_tools, run
 

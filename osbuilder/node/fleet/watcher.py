@@ -22,7 +22,7 @@ from osbuilder.node.fleet.informer import Informer
 from osbuilder.node.kubeapi import Kube, Obj, name_path
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import read_json, write_json
+from osbuilder.shared.file_writes import read_json, write_json
 from osbuilder.shared.run import run
 
 MAX_TRIES = 3  # starts of one request that were cut short (power cut, crash) before failing

@@ -26,7 +26,7 @@ from osbuilder.node.upgrade.bundle_download import fetch_bundle
 from osbuilder.node.upgrade.health_gate import evaluate, standard_checks
 from osbuilder.node.upgrade.slots import SlotChooser
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import read_json, write_json
+from osbuilder.shared.file_writes import read_json, write_json
 from osbuilder.shared.layout import SLOTS, root_device_path
 from osbuilder.shared.nodeconfig.model import parse
 from osbuilder.shared.run import run

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.upgrade import slots as choosers
-from osbuilder.shared.files import read_json
+from osbuilder.shared.file_writes import read_json
 from osbuilder.shared.layout import SLOTS
 
 

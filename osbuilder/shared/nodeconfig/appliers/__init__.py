@@ -13,7 +13,6 @@ from pathlib import Path
 
 from osbuilder.shared.nodeconfig.appliers import (
     dns,
-    files,
     hostname,
     k3s,
     kernel,
@@ -22,6 +21,7 @@ from osbuilder.shared.nodeconfig.appliers import (
     timesync,
     users,
     wifi,
+    write_files,
 )
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
@@ -39,14 +39,14 @@ APPLIERS: list[tuple[str, Applier]] = [
     ("wifi", wifi.apply),
     ("k3s", k3s.apply),
     # Last, so a k3OS-style write_files entry (say a hand-written k3s config.yaml) wins.
-    ("files", files.apply),
+    ("files", write_files.apply),
 ]
 
 
 def validate(cfg: NodeConfig, root: Path) -> None:
     """Raise OsbError (naming the key) for anything an applier would refuse; writes nothing."""
     users.check_password(cfg)
-    files.plan(cfg, root)
+    write_files.plan(cfg, root)
     kernel.modules_conf(cfg)
     kernel.sysctl_conf(cfg)
     timesync.dropin(cfg)

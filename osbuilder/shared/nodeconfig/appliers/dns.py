@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from osbuilder.shared.files import HEADER, write_or_remove
+from osbuilder.shared.file_writes import HEADER, write_or_remove
 from osbuilder.shared.nodeconfig.appliers.values import server_list
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig

@@ -7,7 +7,7 @@ import re
 import secrets
 from pathlib import Path
 
-from osbuilder.shared.files import HEADER, write_atomic
+from osbuilder.shared.file_writes import HEADER, write_atomic
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 

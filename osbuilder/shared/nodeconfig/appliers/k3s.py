@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import HEADER, remove, symlink, write_atomic, write_or_remove
+from osbuilder.shared.file_writes import HEADER, remove, symlink, write_atomic, write_or_remove
 from osbuilder.shared.nodeconfig.appliers.values import env_line
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import K3s, NodeConfig

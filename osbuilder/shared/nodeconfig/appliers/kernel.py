@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import HEADER, write_or_remove
+from osbuilder.shared.file_writes import HEADER, write_or_remove
 from osbuilder.shared.nodeconfig.appliers.values import one_line
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig

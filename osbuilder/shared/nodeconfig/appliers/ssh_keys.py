@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from osbuilder.shared.files import HEADER, ensure_dir, write_atomic
+from osbuilder.shared.file_writes import HEADER, ensure_dir, write_atomic
 from osbuilder.shared.nodeconfig.appliers.users import HOME, ensure_home
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig

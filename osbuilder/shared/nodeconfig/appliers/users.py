@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import ensure_dir, lookup_ids, read_json, remove, write_atomic
+from osbuilder.shared.file_writes import ensure_dir, lookup_ids, read_json, remove, write_atomic
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 

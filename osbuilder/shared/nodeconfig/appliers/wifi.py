@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import HEADER, remove, symlink, write_atomic
+from osbuilder.shared.file_writes import HEADER, remove, symlink, write_atomic
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig, Wifi
 

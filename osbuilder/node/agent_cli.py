@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run-cmd":
             from osbuilder.node.user_commands import run_commands
-            from osbuilder.shared.files import read_json
+            from osbuilder.shared.file_writes import read_json
             from osbuilder.shared.nodeconfig.model import parse
 
             last = read_json(paths.last_good) or {"config": {}}

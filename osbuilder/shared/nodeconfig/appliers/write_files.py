@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.files import lookup_ids, write_atomic
+from osbuilder.shared.file_writes import lookup_ids, write_atomic
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
