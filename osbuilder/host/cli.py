@@ -303,9 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show-board":
             return cmd_show_board(args.name)
         if args.command == "validate-config":
-            from osbuilder.shared.nodeconfig.loader import verdict
+            from osbuilder.shared.nodeconfig.loader import check_file, summary
 
-            print(verdict(args.file))
+            print(summary(args.file, check_file(args.file)))
             return 0
         if args.command == "validate-board":
             b = load_board_file(args.file)

@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return install(paths, gather_facts(), args.auto, not args.no_reboot)
         if args.command == "validate":
-            from osbuilder.shared.nodeconfig.loader import verdict
+            from osbuilder.shared.nodeconfig.loader import check_file, summary
 
-            print(verdict(args.file))
+            print(summary(args.file, check_file(args.file)))
             return 0
         if args.command == "grow-data":
             from osbuilder.node.grow_mbr import grow_data
@@ -101,24 +101,43 @@ def main(argv: list[str] | None = None) -> int:
         from osbuilder.shared.nodeconfig.facts import gather
 
         if args.command == "boot":
-            failed = bool(boot.boot(paths, gather()).errors)
-            # the console's status line, here rather than in a unit of its own: one
-            # Python start less at boot (local-fs.target, so data is grown, is done)
-            print(status.gather(paths).oneline(), flush=True)
-            return 1 if failed else 0
+            return boot_command(paths)
         if args.command == "online":
             boot.online(paths, gather())
             return 0
         if args.command == "run-cmd":
             from osbuilder.node.user_commands import run_commands
-            from osbuilder.shared.file_writes import read_json
-            from osbuilder.shared.nodeconfig.model import parse
 
-            last = read_json(paths.last_good) or {"config": {}}
-            for w in run_commands("run_cmd", parse(last["config"]).run_cmd):
+            cfg, _, _ = boot.fallback(paths)  # the config `boot` applied last
+            for w in run_commands("run_cmd", cfg.run_cmd):
                 print(f"osbuilder-agent: warning: {w}")
             return 0
     except OsbError as exc:
         print(f"osbuilder-agent: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: one line for the console, no traceback
+        print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
+              file=sys.stderr)
+        return 1
     return 1
+
+
+def boot_command(paths: AgentPaths) -> int:
+    """`boot`: 0 when the config applied, 1 when it was refused or an applier failed (the
+    node then runs its last good config, and systemd shows the run as failed)."""
+    from osbuilder.node import configure
+    from osbuilder.shared.nodeconfig.facts import gather
+
+    try:
+        failed = bool(configure.boot(paths, gather()).errors)
+    except Exception as exc:  # configure.boot falls back by itself; this is the last wall
+        print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
+              flush=True)
+        failed = True
+    # the console's status line, here rather than in a unit of its own: one Python start
+    # less at boot (local-fs.target, so data is grown, is done)
+    try:
+        print(status.gather(paths).oneline(), flush=True)
+    except Exception as exc:
+        print(f"osbuilder-agent: agent error: status: {type(exc).__name__}", flush=True)
+    return 1 if failed else 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from osbuilder.node.sysinfo import os_release
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.file_writes import fsync_dir
 from osbuilder.shared.layout import BOOT_TRIES, SLOTS
 
 # mounts a slot's root read-only and yields its path
@@ -73,14 +74,6 @@ def fat_overwrite(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def stage_slot_files(mount_slot: SlotMounter, slot: str, dest: Path,

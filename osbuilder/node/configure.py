@@ -1,9 +1,11 @@
-"""`osbuilder-agent boot` and `online`: gather config, validate it whole, apply it.
+"""`osbuilder-agent boot` and `online`: gather config, judge it whole (the one loader),
+apply it.
 
 boot   runs early (before sysinit.target, network, sshd, k3s) from local sources and the
-       cached config_url copy. An invalid config is never applied: the error is printed
-       with its key path and the last good config is applied instead, so the node stays
-       reachable. Idempotent: every boot rewrites the tmpfs /etc from config.
+       cached config_url copy. An invalid config is never applied: each problem is printed
+       as `config error at <key>: <what>` and the last good config (else the image
+       default, else nothing) is applied instead, so the node stays reachable; the run
+       then fails, for systemd to show. Idempotent: every boot rewrites the tmpfs /etc.
 online runs once the network is up (after cloud-init, before k3s): fetches config_url
        (with retries), SSH keys from github:/gitlab:/URLs, manifest and image URLs; applies
        the config again if it changed since boot (a new config_url copy, or user-data that
@@ -16,7 +18,9 @@ import hashlib
 import json
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from osbuilder.node.paths import AgentPaths
@@ -24,11 +28,15 @@ from osbuilder.node.user_commands import run_commands
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import read_json, write_atomic, write_json, write_or_remove
 from osbuilder.shared.nodeconfig import appliers
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers import hostname as hostname_applier
 from osbuilder.shared.nodeconfig.appliers import k3s as k3s_applier
 from osbuilder.shared.nodeconfig.appliers import ssh_keys
+from osbuilder.shared.nodeconfig.downloads import fetch_bytes
 from osbuilder.shared.nodeconfig.facts import Facts
-from osbuilder.shared.nodeconfig.model import SCHEMA, NodeConfig, block_of, parse
+from osbuilder.shared.nodeconfig.limits import MAX_CONFIG_URL_BYTES
+from osbuilder.shared.nodeconfig.loader import Problem, Verdict, judge, problem
+from osbuilder.shared.nodeconfig.model import SCHEMA, NodeConfig, Url, block_of, parse
 from osbuilder.shared.nodeconfig.sources import (
     Source,
     boot_partition,
@@ -37,9 +45,10 @@ from osbuilder.shared.nodeconfig.sources import (
     from_cmdline,
     load_yaml_mapping,
     merge_all,
+    read_source,
 )
 from osbuilder.shared.run import run
-from osbuilder.shared.schema import load_schema, validation_errors
+from osbuilder.shared.schema import load_schema
 
 URL_TRIES = 5
 
@@ -56,58 +65,54 @@ def say(msg: str) -> None:
     print(f"osbuilder-agent: {msg}", flush=True)
 
 
-def collect(paths: AgentPaths) -> tuple[list[Source], str | None]:
-    """Every source in merge order (config_url from its cache; `online` refreshes it),
-    and the config_url that the cmdline or a source names."""
-    sources = []
-    if paths.image_default.is_file():
-        text = paths.image_default.read_text()
-        sources.append(Source("image", load_yaml_mapping(text, str(paths.image_default))))
-    cmd_cfg, control = from_cmdline(paths.cmdline.read_text() if paths.cmdline.is_file() else "")
+def collect(paths: AgentPaths) -> tuple[list[Source], list[Problem], Url | None]:
+    """Every source in merge order (config_url from its cache; `online` refreshes it), the
+    problems of sources that could not be read, and the config_url they name."""
+    sources: list[Source] = []
+    problems: list[Problem] = []
+
+    def add(read: Callable[[], Source | list[Source] | None]) -> None:
+        try:
+            got = read()
+        except OsbError as exc:
+            problems.append(problem(exc))
+            return
+        sources.extend(got if isinstance(got, list) else [got] if got else [])
+
+    add(lambda: Source("image", read_source(paths.image_default))
+        if paths.image_default.is_file() else None)
+    cmd_cfg, control = from_cmdline(read(paths.cmdline))
     if cmd_cfg:
         sources.append(Source("cmdline", cmd_cfg))
-    sources += boot_partition(paths.boot_dir)
-    for cloud in (cloud_key_pair(paths.instance_data), cloud_user_data(paths.user_data)):
-        if cloud is not None:
-            sources.append(cloud)
+    add(lambda: boot_partition(paths.boot_dir))
+    add(lambda: cloud_key_pair(paths.instance_data))
+    add(lambda: cloud_user_data(paths.user_data))
     url = config_url(sources, control)
     if url and paths.config_url_cache.is_file():
-        cached = paths.config_url_cache.read_text()
-        sources.append(Source("config_url", load_yaml_mapping(cached, "config_url (cached)")))
-    return sources, url
+        add(lambda: Source("config_url", read_source(paths.config_url_cache)))
+    return sources, problems, url
 
 
-def config_url(sources: list[Source], control: dict[str, str] | None = None) -> str | None:
-    url = (control or {}).get("config_url")
-    for s in sources:
-        url = block_of(s.data).get("config_url", url)
-    return url if isinstance(url, str) else None
-
-
-def split_error(exc: OsbError) -> tuple[str, str]:
-    """'k3os.wifi[0].passphrase: too short' -> (key path or file, message)."""
-    where, _, msg = str(exc).partition(": ")
-    return (where, msg) if msg else ("(config)", where)
-
-
-def resolve(paths: AgentPaths, facts: Facts
-            ) -> tuple[dict[str, Any], list[str], list[tuple[str, str]]]:
-    """(merged config, source names, errors as (key path, message)); nothing written.
-    Checks the schema, then what only the appliers know (owners, passphrases, k3s args)."""
+def read(path: Path) -> str:
     try:
-        merged, used = merge_all(collect(paths)[0], facts)
-    except OsbError as exc:  # a source that is not YAML: name the file
-        return {}, [], [split_error(exc)]
-    last = read_json(paths.last_good) or {}
-    if last.get("config") == merged and last.get("schema") == schema_digest():
-        return merged, used, []  # validated when it became the last good config
-    problems = validation_errors(merged, SCHEMA)
-    if not problems:
-        try:
-            appliers.validate(parse(merged, validated=True), paths.root)
-        except OsbError as exc:
-            problems = [split_error(exc)]
-    return merged, used, problems
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def config_url(sources: list[Source], control: dict[str, str] | None = None) -> Url | None:
+    """The config_url the sources name (the last one wins), read before the config is
+    judged: so nothing here trusts its shape."""
+    c = control or {}
+    value: Any = ({"url": c["config_url"], "allow_http": c.get("config_url_allow_http") == "1"}
+                  if "config_url" in c else None)
+    for s in sources:
+        value = block_of(s.data).get("config_url", value)
+    if isinstance(value, str):
+        return Url(value)
+    if isinstance(value, dict) and isinstance(value.get("url"), str):
+        return Url(value["url"], value.get("allow_http") is True)
+    return None
 
 
 def digest(data: Any) -> str:
@@ -118,13 +123,52 @@ def schema_digest() -> str:
     return digest(load_schema(SCHEMA))
 
 
+def resolve(paths: AgentPaths, facts: Facts) -> Verdict:
+    """The verdict on what the sources say now; nothing written. A config equal to the last
+    good one under the same schema is not judged again (the validator's import alone
+    costs seconds on a Pi or under emulation)."""
+    sources, unreadable, _ = collect(paths)
+    if unreadable:
+        return Verdict({}, (), tuple(unreadable), None)
+    merged, used = merge_all(sources, facts)
+    last = read_json(paths.last_good)
+    if isinstance(last, dict) and last.get("config") == merged \
+            and last.get("schema") == schema_digest():
+        try:
+            return Verdict(merged, tuple(used), (), parse(merged, validated=True))
+        except OsbError:
+            pass  # judged below like any other config
+    return judge(merged, tuple(used), Accounts.of_root(paths.root))
+
+
+def fallback(paths: AgentPaths) -> tuple[NodeConfig, list[str], str]:
+    """What to apply instead of a refused config: the last good one, else the image
+    default, else nothing at all; each judged again (an upgrade may have changed the
+    schema)."""
+    accounts = Accounts.of_root(paths.root)
+    last = read_json(paths.last_good)
+    if isinstance(last, dict) and isinstance(last.get("config"), dict):
+        used = [s for s in last.get("sources", []) if isinstance(s, str)]
+        v = judge(last["config"], tuple(used), accounts)
+        if v.config is not None:
+            return v.config, used, "kept last good config"
+    try:
+        image = read_source(paths.image_default) if paths.image_default.is_file() else {}
+        v = judge(image, ("image",), accounts)
+    except OsbError:
+        v = Verdict({}, (), (Problem("image", "unreadable"),), None)
+    if v.config is not None:
+        return v.config, ["image"] if image else [], "image defaults"
+    return parse({}, validated=True), [], "built-in defaults"
+
+
 def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
     errors = []
-    for name, fn in appliers.APPLIERS:
+    for a in appliers.APPLIERS:
         try:
-            fn(cfg, facts, paths.root)
+            a.apply(cfg, facts, paths.root)
         except (OsbError, OSError) as exc:
-            errors.append(f"{name}: {exc}")
+            errors.append(f"{a.name}: {exc}")
     return errors
 
 
@@ -149,33 +193,38 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
 
 def boot(paths: AgentPaths, facts: Facts) -> Outcome:
     started = time.monotonic()
-    merged, used, problems = resolve(paths, facts)
-    seen = digest(merged)  # what the sources said, valid or not (`online` compares)
-    errors = [f"at {where}: {msg}" for where, msg in problems]
+    verdict = resolve(paths, facts)
+    seen = digest(verdict.merged)  # what the sources said, valid or not (`online` compares)
+    errors = [f"at {p}" for p in verdict.problems]
     for e in errors:
         say(f"config error {e}")
-    cfg = None
-    if errors:
-        last = read_json(paths.last_good) or {}
-        merged, used = last.get("config", {}), last.get("sources", [])
-        try:  # validated when it was saved, but an upgrade may have changed the schema
-            cfg = parse(merged, "last good config")
-        except OsbError:
-            merged, used = {}, []
-    cfg = cfg or parse(merged, "config", validated=True)
+    kept = ""
+    if verdict.config is not None:
+        cfg, used = verdict.config, list(verdict.sources)
+    else:
+        cfg, used, kept = fallback(paths)
     out = Outcome(used, cfg, errors=errors)
-    out.warnings += run_commands("init_cmd", cfg.init_cmd)
-    out.errors += apply_config(cfg, facts, paths)
+    try:
+        out.warnings += run_commands("init_cmd", cfg.init_cmd)
+        failures = apply_config(cfg, facts, paths)
+    except Exception as exc:  # a bug must not leave /etc half-written: apply the fallback
+        failures = [f"agent error: {type(exc).__name__}: {exc}"]
+        say(failures[0])
+        if not kept:
+            cfg, used, kept = fallback(paths)
+            out = Outcome(used, cfg, errors=errors + failures)
+            failures = apply_config(cfg, facts, paths)
+    out.errors += failures
     name = hostname_applier.resolve_hostname(cfg, facts, paths.root)
-    if not errors:
+    if not kept and not out.errors:
         # 0600: the config holds the password and the cluster token
-        write_json(paths.last_good, {"config": merged, "sources": used,
+        write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
     out.warnings += run_commands("boot_cmd", cfg.boot_cmd)
     mark_later_work(cfg, paths)
     activate(cfg, name, paths)
-    kept = " (kept last good config)" if errors else ""
-    say(f"applied config{kept} (sources={','.join(used) or '(image defaults)'}, "
+    note = f" ({kept})" if kept else ""
+    say(f"applied config{note} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
     record(paths, out, name, "error" if out.errors else "applied", seen,
            time.monotonic() - started)
@@ -188,10 +237,9 @@ CLOUD_INIT = "usr/bin/cloud-init"
 
 def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
     """What `online` would fetch or re-check for this config; nothing -> it is not run."""
-    try:
-        work = ["config_url"] if collect(paths)[1] else []
-    except OsbError:  # a source that is not YAML may still name one: let `online` see
-        work = ["config_url (unreadable sources)"]
+    _, unreadable, url = collect(paths)
+    work = ["config_url"] if url else []
+    work += ["config_url (unreadable sources)"] if unreadable and not url else []
     work += ["cloud-init user-data"] if (paths.root / CLOUD_INIT).exists() else []
     work += ["ssh_authorized_keys"] if any(map(ssh_keys.is_remote,
                                                 cfg.ssh_authorized_keys)) else []
@@ -221,41 +269,38 @@ def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: st
 FIRST_RETRY_DELAY_S = 1.0
 
 
-def fetch_config_url(url: str, tries: int = URL_TRIES) -> str:
-    import requests  # here, not at the top: `boot` must not pay for it
-
+def fetch_config_url(url: Url, tries: int = URL_TRIES) -> bytes:
     delay, last = FIRST_RETRY_DELAY_S, ""
     for attempt in range(tries):
         try:
-            resp = requests.get(url, timeout=15)
-            if resp.status_code == 200:
-                return resp.text
-            last = f"HTTP {resp.status_code}"
-        except requests.RequestException as exc:
-            last = exc.__class__.__name__
+            return fetch_bytes(url, MAX_CONFIG_URL_BYTES)
+        except OsbError as exc:
+            last = str(exc)
+            if "refused" in last:  # a rule, not the network: trying again will not help
+                break
         if attempt < tries - 1:
             time.sleep(delay)
             delay *= 2
-    raise OsbError(f"config_url {url}: {last} after {tries} tries")
+    raise OsbError(f"config_url: {last} (after {attempt + 1} tries)")
 
 
 def online(paths: AgentPaths, facts: Facts) -> list[str]:
     """Network-dependent sources; returns warnings (none of this may fail the boot)."""
     warnings: list[str] = []
-    _, url = collect(paths)
+    _, _, url = collect(paths)
     if url:
         try:
-            text = fetch_config_url(url)
-            load_yaml_mapping(text, f"config_url {url}")
-            write_atomic(paths.config_url_cache, text, 0o600)  # may hold tokens
+            data = fetch_config_url(url)
+            load_yaml_mapping(data, f"config_url {url.url}")
+            write_atomic(paths.config_url_cache, data, 0o600)  # may hold tokens
         except OsbError as exc:
             warnings.append(f"{exc} (using the cached copy)")
-    merged, _, errors = resolve(paths, facts)
-    if digest(merged) != (read_json(paths.state_file) or {}).get("seen"):
+    verdict = resolve(paths, facts)
+    if digest(verdict.merged) != (read_json(paths.state_file) or {}).get("seen"):
         say("config changed since boot: applying it")
         boot(paths, facts)
-    if not errors:
-        cfg = parse(merged, validated=True)  # resolve() just checked it
+    if verdict.config is not None:
+        cfg = verdict.config
         warnings += ssh_keys.fetch_remote_keys(cfg, paths.root)
         ssh_keys.apply(cfg, facts, paths.root)
         warnings += k3s_applier.fetch_manifests(cfg, paths.root)

@@ -18,3 +18,12 @@ class CommandError(OsbError):
         super().__init__(
             f"command failed (exit {returncode}): {shown}\n{stderr_tail}".rstrip()
         )
+
+
+class ConfigError(OsbError):
+    """A problem with the node config: where (a source, a key path, or both) and what."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        self.message = message
+        super().__init__(f"{where}: {message}")

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from osbuilder.shared.errors import OsbError
-
 HEADER = "# Written by osbuilder-agent from config.yaml at every boot: edit config.yaml instead.\n"
 
 
@@ -56,10 +54,19 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, uid: int = 0,
             if _chown_wanted():
                 os.fchown(f.fileno(), uid, gid)
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself, not only the data, survives a power cut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return True
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove(path: Path) -> bool:
@@ -109,38 +116,11 @@ def symlink(path: Path, target: str) -> bool:
     return True
 
 
-def _table(root: Path, name: str) -> list[list[str]]:
-    try:
-        text = (root / "etc" / name).read_text()
-    except FileNotFoundError:
-        return []
-    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
-
-
 def lookup_ids(root: Path, owner: str) -> tuple[int, int]:
-    """Resolve "user[:group]" (names or numbers) via root/etc/passwd and root/etc/group.
+    """(uid, gid) of "user[:group]" as root/etc/passwd and root/etc/group say."""
+    from osbuilder.shared.nodeconfig.accounts import Accounts
 
-    A user without a group gets its primary group; an unlisted numeric user without a
-    group gets the group of the same number (user-private groups)."""
-    user, _, group = owner.partition(":")
-    passwd = _table(root, "passwd")
-    if user.isdigit():
-        uid = int(user)
-        row = next((r for r in passwd if len(r) > 3 and r[2] == user), None)
-        primary = int(row[3]) if row else uid
-    else:
-        row = next((r for r in passwd if len(r) > 3 and r[0] == user), None)
-        if row is None:
-            raise OsbError(f"owner {owner!r}: no user {user!r} in /etc/passwd")
-        uid, primary = int(row[2]), int(row[3])
-    if not group:
-        return uid, primary
-    if group.isdigit():
-        return uid, int(group)
-    grow = next((r for r in _table(root, "group") if len(r) > 2 and r[0] == group), None)
-    if grow is None:
-        raise OsbError(f"owner {owner!r}: no group {group!r} in /etc/group")
-    return uid, int(grow[2])
+    return Accounts.of_root(root).lookup(owner)
 
 
 def write_json(path: Path, data: Any, mode: int = 0o644) -> None:

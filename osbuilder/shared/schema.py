@@ -34,8 +34,36 @@ def key_path(parts: list[str | int] | Any) -> str:
     return out or "(top level)"
 
 
-def _describe(err: Any) -> tuple[str, str]:  # a jsonschema.ValidationError
-    path = list(err.absolute_path)
+SECRET = "x-osb-secret"  # a schema keyword of ours: this value is never shown
+
+
+@cache
+def secret_keys(schema_name: str) -> frozenset[str]:
+    """Property names the schema marks secret; a value at or under one is never shown."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                if isinstance(sub, dict) and sub.get(SECRET):
+                    found.add(name)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(load_schema(schema_name))
+    return frozenset(found)
+
+
+def _shown(value: Any, secret: bool) -> str:
+    return "(value hidden)" if secret else json.dumps(value, default=str)[:60]
+
+
+def _describe(err: Any, secrets: frozenset[str]) -> tuple[str, str]:
+    path = list(err.absolute_path)  # err: a jsonschema.ValidationError
+    secret = any(p in secrets for p in path if isinstance(p, str))
     schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     instance: Any = err.instance
     if err.validator == "additionalProperties":
@@ -46,14 +74,16 @@ def _describe(err: Any) -> tuple[str, str]:  # a jsonschema.ValidationError
     if err.validator == "type":
         return key_path(path), (
             f"expected {err.validator_value}, got {type(err.instance).__name__} "
-            f"{json.dumps(err.instance, default=str)[:60]}"
+            f"{_shown(err.instance, secret)}"
         )
     if err.validator == "enum":
         allowed = ", ".join(json.dumps(v) for v in err.validator_value)
-        return key_path(path), f"{json.dumps(err.instance)[:60]} is not one of {allowed}"
+        return key_path(path), f"{_shown(err.instance, secret)} is not one of {allowed}"
     if err.validator == "required":
         return key_path(path), err.message
-    return key_path(path), err.message
+    if secret:  # jsonschema's own messages quote the value
+        return key_path(path), f"not valid here ({err.validator} {err.validator_value!r})"
+    return key_path(path), err.message[:200]
 
 
 def validation_errors(instance: Any, schema_name: str) -> list[tuple[str, str]]:
@@ -63,7 +93,7 @@ def validation_errors(instance: Any, schema_name: str) -> list[tuple[str, str]]:
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
-    return [_describe(e) for e in errors]
+    return [_describe(e, secret_keys(schema_name)) for e in errors]
 
 
 def validate(instance: Any, schema_name: str, source: str) -> None:

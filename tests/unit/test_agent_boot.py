@@ -3,6 +3,7 @@ fallback to the last good config, nothing half-applied, idempotent re-runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -102,8 +103,11 @@ def test_online_fetches_config_url_caches_and_reapplies(
     routes = {"/node.yaml": (200, b"hostname: from-url\nk3os: {labels: {src: url}}\n"),
               "/images/extra.tar": (200, b"image bytes")}
     with serve(routes) as (base, hits):
-        paths = node(tmp_path, {"k3os": {"config_url": f"{base}/node.yaml",
-                                         "airgap_images": [f"{base}/images/extra.tar"]}})
+        image = {"url": f"{base}/images/extra.tar", "allow_http": True,
+                 "sha256": hashlib.sha256(b"image bytes").hexdigest()}
+        paths = node(tmp_path, {"k3os": {"config_url": {"url": f"{base}/node.yaml",
+                                                        "allow_http": True},
+                                         "airgap_images": [image]}})
         boot(paths, FACTS)
         assert (paths.root / "etc/hostname").read_text().strip() != "from-url"
         assert online(paths, FACTS) == []
@@ -120,7 +124,7 @@ def test_online_fetches_config_url_caches_and_reapplies(
     assert "sources=" in capsys.readouterr().out
     assert (paths.root / "etc/hostname").read_text().strip() == "from-url"
     warnings = online(paths, FACTS)
-    assert warnings and "after 5 tries (using the cached copy)" in warnings[0]
+    assert warnings and "(after 5 tries) (using the cached copy)" in warnings[0]
 
 
 def test_online_applies_user_data_that_arrived_after_boot(
@@ -165,7 +169,7 @@ def test_later_units_are_started_only_with_work_to_do(tmp_path: Path) -> None:
     boot(paths, FACTS)
     assert not paths.online_marker.exists() and not paths.run_cmd_marker.exists()
 
-    paths = node(tmp_path / "work", {"k3os": {"config_url": "http://127.0.0.1:9/n.yaml"},
+    paths = node(tmp_path / "work", {"k3os": {"config_url": "https://127.0.0.1:9/n.yaml"},
                                      "ssh_authorized_keys": ["github:someone"],
                                      "run_cmd": ["true"]})
     boot(paths, FACTS)

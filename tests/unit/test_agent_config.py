@@ -128,7 +128,7 @@ def test_each_mistake_names_its_key(text: str, where: str, what: str) -> None:
 
 
 def test_not_yaml_and_not_a_mapping() -> None:
-    with pytest.raises(OsbError, match=r"config.yaml: not valid YAML \(line 2\)"):
+    with pytest.raises(OsbError, match=r"config.yaml: not valid YAML \(line 2, column 5\)"):
         load_yaml_mapping("a: 1\nb: c: d\n", "config.yaml")
     with pytest.raises(OsbError, match="expected a mapping of keys at the top level, got list"):
         load_yaml_mapping("- a\n", "config.yaml")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.nodeconfig.appliers import APPLIERS, apply_all, ssh_keys, validate
+from osbuilder.shared.nodeconfig.accounts import Accounts
+from osbuilder.shared.nodeconfig.appliers import APPLIERS, apply_all, check_all, ssh_keys
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig, parse
 from tests.unit.test_apply_fs import make_root
@@ -58,9 +59,9 @@ def snapshot(root: Path) -> Snapshot:
 
 
 def test_order() -> None:
-    names = [name for name, _ in APPLIERS]
+    names = [a.name for a in APPLIERS]
     assert names == ["hostname", "users", "ssh_keys", "kernel", "timesync", "dns", "network",
-                     "wifi", "k3s", "files"]
+                     "wifi", "k3s", "write_files"]
 
 
 @pytest.mark.parametrize("role", ["server", "agent"])
@@ -78,9 +79,17 @@ def test_every_applier_is_idempotent(tmp_path: Path, role: str) -> None:
                "etc/default/k3s", "etc/rancher/k3s/registries.yaml", "etc/motd"}
     assert written <= first.keys()
     assert ("var/lib/rancher/k3s/server/manifests/x.yaml" in first) == (role == "server")
-    for _name, applier in APPLIERS:
+    for applier in (a.apply for a in APPLIERS):
         applier(cfg, FACTS, root)
     assert snapshot(root) == first
+
+
+def validate(cfg: object, root: Path) -> None:
+    """Every applier's check against the root's accounts; the first problem raised."""
+    assert isinstance(cfg, NodeConfig)
+    problems = check_all(cfg, Accounts.of_root(root))
+    if problems:
+        raise problems[0]
 
 
 def test_validate_raises_before_anything_is_written(tmp_path: Path) -> None:

@@ -108,7 +108,8 @@ def test_environment_must_be_one_line_per_valid_name(tmp_path: Path) -> None:
 
 def manifests_cfg(url: str = "https://example.test/m.yaml", **block: Any) -> NodeConfig:
     return parse({"k3os": {"manifests": [{"name": "demo.yaml", "content": DEPLOY},
-                                         {"name": "remote.yaml", "url": url}], **block}})
+                                         {"name": "remote.yaml", "url": url,
+                                          "allow_http": True}], **block}})
 
 
 def test_manifests_only_on_servers(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_fetch_manifests(tmp_path: Path) -> None:
         for broken in ("/missing.yaml", "/bad.yaml"):
             warnings = k3s.fetch_manifests(manifests_cfg(url + broken), tmp_path)
             assert len(warnings) == 1
-            assert warnings[0].startswith("k3os.manifests[1] (remote.yaml): fetching")
+            assert warnings[0].startswith("k3os.manifests[1] (remote.yaml): keeping the old")
         assert k3s.fetch_manifests(manifests_cfg(f"{url}/m.yaml", server_url="https://s:6443"),
                                    tmp_path) == []
     assert asked == ["/m.yaml", "/missing.yaml", "/bad.yaml"]  # agents fetch nothing

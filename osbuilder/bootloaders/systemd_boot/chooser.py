@@ -27,10 +27,10 @@ from osbuilder.node.bootfs import (
     ChooserBase,
     SlotMounter,
     fat_write,
-    fsync_dir,
     stage_slot_files,
 )
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.file_writes import fsync_dir
 from osbuilder.shared.layout import BOOT_TRIES, SLOT_DIR, SLOTS
 
 

@@ -22,8 +22,9 @@ from osbuilder.shared.install_plan import InstallPlan
 from osbuilder.shared.layout import MIB
 from osbuilder.shared.nodeconfig.appliers.users import password_hash
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.loader import check_text
 from osbuilder.shared.nodeconfig.model import NodeConfig, parse
-from osbuilder.shared.nodeconfig.sources import from_cmdline, load_yaml_mapping, merge
+from osbuilder.shared.nodeconfig.sources import from_cmdline, merge
 from osbuilder.shared.run import run
 
 CONFIG_HEADER = "# written by osbuilder-agent install from the live system's config\n"
@@ -56,11 +57,11 @@ def live_squashfs(paths: AgentPaths) -> Path:
 
 
 def node_config(paths: AgentPaths, facts: Facts) -> tuple[dict[str, Any], NodeConfig]:
-    merged, _, problems = boot.resolve(paths, facts)
-    if problems:
+    verdict = boot.resolve(paths, facts)
+    if verdict.config is None:
         raise OsbError("install: the config is invalid, nothing installed: "
-                       + "; ".join(f"{where}: {msg}" for where, msg in problems))
-    return merged, parse(merged, validated=True)
+                       + "; ".join(map(str, verdict.problems)))
+    return verdict.merged, verdict.config
 
 
 def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
@@ -96,9 +97,9 @@ def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
         raise OsbError("install refused, nothing written:\n  " + "\n  ".join(problems))
     configs = {"config.yaml": installed_config(merged)}
     if ins.config_url:
-        text = boot.fetch_config_url(ins.config_url)
-        load_yaml_mapping(text, f"install.config_url {ins.config_url}")
-        configs[CONFIG_URL_FILE] = text
+        data = boot.fetch_config_url(ins.config_url)
+        check_text(data, f"install.config_url {ins.config_url.url}")
+        configs[CONFIG_URL_FILE] = data.decode()
     started = time.monotonic()
     boot.say(f"installing {plan.board} {plan.version} to {target.path}")
     install_disk(target.path, plan, squashfs, configs, ins.no_format, boot.say, paths.root,

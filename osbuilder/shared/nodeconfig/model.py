@@ -4,10 +4,13 @@ sources; appliers only ever see these. Defaults live in config.schema.json."""
 from __future__ import annotations
 
 import base64
-import gzip
+import binascii
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from osbuilder.shared.errors import ConfigError
+from osbuilder.shared.nodeconfig.limits import MAX_WRITE_FILE_BYTES, MAX_WRITE_FILES_BYTES
 from osbuilder.shared.schema import load_schema, validate, with_defaults
 
 SCHEMA = "config.schema.json"
@@ -39,10 +42,24 @@ class Interface:
 
 
 @dataclass(frozen=True)
+class Url:
+    """A download the node makes: https, or plain http where the config allowed it."""
+
+    url: str
+    allow_http: bool = False
+
+
+@dataclass(frozen=True)
 class Manifest:
     name: str
     content: str | None
-    url: str | None
+    url: Url | None
+
+
+@dataclass(frozen=True)
+class AirgapImage:
+    url: Url
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,7 @@ class K3s:
     disable: tuple[str, ...]
     registries: dict[str, Any] | None
     manifests: tuple[Manifest, ...]
-    airgap_images: tuple[str, ...]
+    airgap_images: tuple[AirgapImage, ...]
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,7 @@ class Install:
     force_efi: bool
     silent: bool
     no_format: bool
-    config_url: str | None
+    config_url: Url | None
     power_off: bool
     force: bool
 
@@ -93,6 +110,7 @@ class Upgrade:
 @dataclass(frozen=True)
 class NodeConfig:
     hostname: str | None
+    config_url: Url | None
     ssh_authorized_keys: tuple[str, ...]
     write_files: tuple[WriteFile, ...]
     init_cmd: tuple[Command, ...]
@@ -112,13 +130,47 @@ class NodeConfig:
     upgrade: Upgrade
 
 
-def decode_content(content: str, encoding: str) -> bytes:
+def decode_content(content: str, encoding: str, where: str = "write_files[0]") -> bytes:
+    """The bytes a write_files entry stands for; gzip is inflated no further than the
+    limit, so a small bomb cannot fill the node's memory."""
     data = content.encode()
     if "b64" in encoding or "base64" in encoding:
-        data = base64.b64decode(data, validate=False)
+        try:
+            data = base64.b64decode(b"".join(data.split()), validate=True)
+        except binascii.Error:
+            raise ConfigError(f"{where}.content", f"not valid base64 (encoding {encoding})"
+                              ) from None
+    elif encoding.startswith("gz"):
+        raise ConfigError(f"{where}.encoding", f"{encoding}: gzip data cannot be YAML text; "
+                          "give the content as !!binary or as base64 (encoding gz+b64)")
+    if len(data) > MAX_WRITE_FILE_BYTES:
+        raise ConfigError(f"{where}.content", f"more than {MAX_WRITE_FILE_BYTES} bytes")
     if encoding.startswith("gz"):
-        data = gzip.decompress(data)
+        inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)  # gzip header expected
+        try:
+            data = inflate.decompress(data, MAX_WRITE_FILE_BYTES + 1)
+        except zlib.error as exc:
+            raise ConfigError(f"{where}.content", f"not gzip data ({exc})") from None
+        if len(data) > MAX_WRITE_FILE_BYTES or inflate.unconsumed_tail:
+            raise ConfigError(f"{where}.content",
+                              f"inflates to more than {MAX_WRITE_FILE_BYTES} bytes")
+        if not inflate.eof:
+            raise ConfigError(f"{where}.content", "gzip data cut short")
     return data
+
+
+def _write_files(entries: list[dict[str, Any]], schema: dict[str, Any]
+                 ) -> tuple[WriteFile, ...]:
+    out, total = [], 0
+    for i, raw in enumerate(entries):
+        w = with_defaults(raw, schema)
+        content = decode_content(w["content"], w["encoding"], f"write_files[{i}]")
+        total += len(content)
+        if total > MAX_WRITE_FILES_BYTES:
+            raise ConfigError("write_files", f"more than {MAX_WRITE_FILES_BYTES} bytes in all")
+        out.append(WriteFile(path=w["path"], content=content, owner=w["owner"],
+                             permissions=int(w["permissions"], 8)))
+    return tuple(out)
 
 
 def _str_map(m: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
@@ -126,6 +178,19 @@ def _str_map(m: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
         return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
     return tuple(sorted((k, text(v)) for k, v in (m or {}).items()))
+
+
+def url_of(value: Any, key: str) -> Url | None:
+    """A URL entry as the schema allows it (text, or {url, allow_http}); plain http only
+    where the entry allows it."""
+    if value is None:
+        return None
+    url = Url(value, False) if isinstance(value, str) else Url(value["url"],
+                                                                bool(value.get("allow_http")))
+    if url.url.startswith("http://") and not url.allow_http:
+        raise ConfigError(key, "plain http is refused (anyone on the path could change what "
+                               "it brings): use https, or allow_http: true for this entry")
+    return url
 
 
 def _command(c: str | list[str]) -> Command:
@@ -158,13 +223,10 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
                        schema["$defs"]["block"]["properties"]["upgrade"])
     return NodeConfig(
         hostname=top.get("hostname"),
+        config_url=url_of(b.get("config_url"), "k3os.config_url"),
         ssh_authorized_keys=tuple(top.get("ssh_authorized_keys", [])),
-        write_files=tuple(
-            WriteFile(path=w["path"], content=decode_content(w["content"], w["encoding"]),
-                      owner=w["owner"], permissions=int(w["permissions"], 8))
-            for w in (with_defaults(x, schema["properties"]["write_files"]["items"])
-                      for x in top.get("write_files", []))
-        ),
+        write_files=_write_files(top.get("write_files", []),
+                                 schema["properties"]["write_files"]["items"]),
         init_cmd=tuple(_command(c) for c in top.get("init_cmd", [])),
         boot_cmd=tuple(_command(c) for c in top.get("boot_cmd", [])),
         run_cmd=tuple(_command(c) for c in top.get("run_cmd", [])),
@@ -191,14 +253,22 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
             tls_san=tuple(b.get("tls_san", [])), node_ip=b.get("node_ip"),
             flannel_backend=b.get("flannel_backend"), disable=tuple(b.get("disable", [])),
             registries=b.get("registries"),
-            manifests=tuple(Manifest(m["name"], m.get("content"), m.get("url"))
-                            for m in b.get("manifests", [])),
-            airgap_images=tuple(b.get("airgap_images", [])),
+            manifests=tuple(
+                Manifest(m["name"], m.get("content"),
+                         url_of({"url": m["url"], "allow_http": m.get("allow_http")}
+                                if "url" in m else None, f"k3os.manifests[{i}].url"))
+                for i, m in enumerate(b.get("manifests", []))),
+            airgap_images=tuple(
+                AirgapImage(url_of({"url": a["url"], "allow_http": a.get("allow_http")},
+                                   f"k3os.airgap_images[{i}].url") or Url(""),
+                            a["sha256"].lower())
+                for i, a in enumerate(b.get("airgap_images", []))),
         ),
         install=Install(
             device=ins.get("device"), force_efi=bool(ins.get("force_efi")),
             silent=bool(ins.get("silent")), no_format=bool(ins.get("no_format")),
-            config_url=ins.get("config_url"), power_off=bool(ins.get("power_off")),
+            config_url=url_of(ins.get("config_url"), "k3os.install.config_url"),
+            power_off=bool(ins.get("power_off")),
             force=bool(ins.get("force")),
         ),
         upgrade=Upgrade(

@@ -9,16 +9,17 @@ Maps merge, lists and scalars replace. Each source's `osbuilder:` block is folde
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import ConfigError
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
+from osbuilder.shared.nodeconfig.yaml_input import load_mapping
 from osbuilder.shared.schema import load_schema
 
 CMDLINE_PREFIXES = ("osb.", "k3os.")
@@ -42,29 +43,65 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def normalize(data: dict[str, Any]) -> dict[str, Any]:
-    """Fold `osbuilder:` into `k3os:` (osbuilder: wins within one source)."""
-    if "osbuilder" not in data:
+    """Fold `osbuilder:` into `k3os:` (osbuilder: wins within one source). A block that is
+    not a mapping is left as it is, for the schema to name."""
+    if not isinstance(data.get("osbuilder"), dict) or not isinstance(data.get("k3os", {}),
+                                                                      dict):
         return data
     out = {k: v for k, v in data.items() if k != "osbuilder"}
-    block = data["osbuilder"] if isinstance(data["osbuilder"], dict) else {}
-    k3os = out.get("k3os") if isinstance(out.get("k3os"), dict) else {}
-    out["k3os"] = merge(k3os or {}, block)
+    out["k3os"] = merge(out.get("k3os") or {}, data["osbuilder"])
     return out
 
 
-def load_yaml_mapping(text: str, source: str) -> dict[str, Any]:
+def binary_content(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """`!!binary` is allowed as write_files content only (cloud-init's way to carry gzip
+    data); there it becomes base64 text, so every config is plain JSON-able data."""
+    files = data.get("write_files")
+    out = dict(data)
+    if isinstance(files, list):
+        out["write_files"] = [_binary_entry(e, f"{source}: write_files[{i}]")
+                              for i, e in enumerate(files)]
+    _refuse_bytes(out, source, "")
+    return out
+
+
+def _binary_entry(entry: Any, where: str) -> Any:
+    if not isinstance(entry, dict) or not isinstance(entry.get("content"), bytes):
+        return entry
+    encoding = entry.get("encoding", "")
+    if encoding not in ("", "gz", "gzip"):
+        raise ConfigError(f"{where}.encoding", f"{encoding!r} with !!binary content: the "
+                          "content is decoded already (use gz, gzip or no encoding)")
+    text = base64.b64encode(entry["content"]).decode()
+    return {**entry, "content": text, "encoding": f"{encoding}+b64" if encoding else "b64"}
+
+
+def _refuse_bytes(value: Any, source: str, where: str) -> None:
+    stack = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, bytes):
+            raise ConfigError(f"{source}: {at or '(top level)'}",
+                              "a YAML !!binary value is only allowed as write_files content")
+        if isinstance(v, dict):
+            stack += [(c, f"{at}.{k}" if at else k) for k, c in v.items()]
+        elif isinstance(v, list):
+            stack += [(c, f"{at}[{i}]") for i, c in enumerate(v)]
+
+
+def load_yaml_mapping(data: bytes | str, source: str) -> dict[str, Any]:
+    """One config source's text as plain data, `osbuilder:` folded into `k3os:`."""
+    return normalize(binary_content(load_mapping(data, source), source))
+
+
+def read_source(path: Path) -> dict[str, Any]:
+    """A config file, read no further than the size limit."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise OsbError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise OsbError(f"{source}: expected a mapping of keys at the top level, "
-                       f"got {type(data).__name__}")
-    return normalize(data)
+        with path.open("rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read it: {exc.strerror}") from None
+    return load_yaml_mapping(data, str(path))
 
 
 def _typed(path: list[str], value: str) -> Any:
@@ -87,7 +124,8 @@ def _typed(path: list[str], value: str) -> Any:
 
 def from_cmdline(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(config, control) from /proc/cmdline: `osb.server_url=...` / `k3os.token=...` set
-    block keys, `osb.install.device=` nested ones; mode and config_url are control."""
+    block keys, `osb.install.device=` nested ones; mode and config_url are control.
+    A key given twice or both as a value and as a map (osb.a=1 osb.a.b=2): the last wins."""
     config: dict[str, Any] = {}
     control: dict[str, str] = {}
     for arg in text.split():
@@ -101,6 +139,8 @@ def from_cmdline(text: str) -> tuple[dict[str, Any], dict[str, str]]:
         if prefix is None:
             continue
         path = key[len(prefix):].split(".")
+        if not all(path):
+            continue  # osb.=x, osb.a..b=x: no key to set
         if path[0] in ("mode", "config_url", "slot", "live"):
             control[path[0]] = value
             continue
@@ -109,7 +149,9 @@ def from_cmdline(text: str) -> tuple[dict[str, Any], dict[str, str]]:
             continue
         node = config.setdefault("k3os", {})
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         node[path[-1]] = _typed(["k3os", *path], value)
     return config, control
 
@@ -118,9 +160,9 @@ def boot_partition(boot_dir: Path) -> list[Source]:
     out = []
     main = boot_dir / "config.yaml"
     if main.is_file():
-        out.append(Source(str(main), load_yaml_mapping(main.read_text(), str(main))))
+        out.append(Source(str(main), read_source(main)))
     for f in sorted((boot_dir / "config.d").glob("*.yaml")):
-        out.append(Source(str(f), load_yaml_mapping(f.read_text(), str(f))))
+        out.append(Source(str(f), read_source(f)))
     return out
 
 
@@ -134,12 +176,16 @@ def cloud_user_data(path: Path) -> Source | None:
     #cloud-config of which we take CLOUD_CONFIG_KEYS (cloud-init runs the rest)."""
     if not path.is_file():
         return None
-    text = path.read_text(errors="replace")
-    first = text.lstrip().split("\n", 1)[0]
-    if first.startswith("#!") or first.startswith("Content-Type"):
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read it: {exc.strerror}") from None
+    first = raw.lstrip().split(b"\n", 1)[0]
+    if first.startswith(b"#!") or first.startswith(b"Content-Type"):
         return None  # scripts and MIME multipart are cloud-init's business
-    data = load_yaml_mapping(text, str(path))
-    if first.startswith("#cloud-config"):
+    data = load_yaml_mapping(raw, str(path))
+    if first.startswith(b"#cloud-config"):
         data = {k: v for k, v in data.items() if k in CLOUD_CONFIG_KEYS}
     return Source(str(path), data)
 
@@ -148,10 +194,12 @@ def cloud_key_pair(path: Path) -> Source | None:
     """The SSH keys the cloud's metadata names (EC2: the instance's key pair), from
     cloud-init's instance-data.json; ssh_authorized_keys in user-data replaces them."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            data = json.loads(f.read(MAX_SOURCE_BYTES + 1))
+    except (OSError, ValueError, RecursionError):
         return None
-    keys = (data.get("v1") or {}).get("public_ssh_keys") if isinstance(data, dict) else None
+    v1 = data.get("v1") if isinstance(data, dict) else None
+    keys = v1.get("public_ssh_keys") if isinstance(v1, dict) else None
     if not isinstance(keys, list) or not keys:
         return None
     return Source(str(path), {"ssh_authorized_keys": [str(k) for k in keys]})
@@ -159,11 +207,12 @@ def cloud_key_pair(path: Path) -> Source | None:
 
 def device_overrides(merged: dict[str, Any], facts: Facts) -> list[Source]:
     """`nodes:` entries whose `match` fits this machine, in file order."""
-    out = []
+    out: list[Source] = []
     hostname = merged.get("hostname") or facts.hostname
-    for i, entry in enumerate(merged.get("nodes") or []):
+    entries = merged.get("nodes")
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("match"), dict):
-            continue
+            continue  # the schema names what is wrong with it
         m = entry["match"]
         ok = (("mac" not in m or str(m["mac"]).lower() in facts.macs)
               and ("serial" not in m or m["serial"] == facts.serial)

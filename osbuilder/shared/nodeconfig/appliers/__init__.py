@@ -2,15 +2,19 @@
 node, a temp dir in tests). They run in APPLIERS order at every boot; each is idempotent,
 so a second run in the same boot changes no file.
 
-Call `validate` first: it raises the user's config errors before any applier has written
-anything, so a bad config is never half-applied.
+Each applier declares its `check` beside its `apply`; the loader runs every check before
+any applier writes anything (the workstation's validate-config runs the same checks), so
+a bad config is never half-applied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers import (
     dns,
     hostname,
@@ -26,40 +30,37 @@ from osbuilder.shared.nodeconfig.appliers import (
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
-Applier = Callable[[NodeConfig, Facts, Path], None]
 
-APPLIERS: list[tuple[str, Applier]] = [
-    ("hostname", hostname.apply),
-    ("users", users.apply),
-    ("ssh_keys", ssh_keys.apply),
-    ("kernel", kernel.apply),
-    ("timesync", timesync.apply),
-    ("dns", dns.apply),
-    ("network", network.apply),
-    ("wifi", wifi.apply),
-    ("k3s", k3s.apply),
+@dataclass(frozen=True)
+class Applier:
+    name: str
+    # raises OsbError naming the key for anything `apply` would refuse; writes nothing
+    check: Callable[[NodeConfig, Accounts], None]
+    apply: Callable[[NodeConfig, Facts, Path], None]
+
+
+APPLIERS: tuple[Applier, ...] = tuple(Applier(m.__name__.rsplit(".", 1)[-1], m.check, m.apply)
+                                      for m in (
+    hostname, users, ssh_keys, kernel, timesync, dns, network, wifi, k3s,
     # Last, so a k3OS-style write_files entry (say a hand-written k3s config.yaml) wins.
-    ("files", write_files.apply),
-]
+    write_files,
+))
 
 
-def validate(cfg: NodeConfig, root: Path) -> None:
-    """Raise OsbError (naming the key) for anything an applier would refuse; writes nothing."""
-    users.check_password(cfg)
-    write_files.plan(cfg, root)
-    kernel.modules_conf(cfg)
-    kernel.sysctl_conf(cfg)
-    timesync.dropin(cfg)
-    dns.dropin(cfg)
-    for iface in cfg.network:
-        network.network_file(iface)
-    if cfg.wifi:
-        wifi.wpa_conf(cfg)
-    k3s.k3s_config(cfg.k3s)
-    k3s.environment_file(cfg.k3s)
+def check_all(cfg: NodeConfig, accounts: Accounts) -> list[OsbError]:
+    """Every applier's own check (one problem each at most); nothing written."""
+    problems = []
+    for a in APPLIERS:
+        try:
+            a.check(cfg, accounts)
+        except OsbError as exc:
+            problems.append(exc)
+    return problems
 
 
 def apply_all(cfg: NodeConfig, facts: Facts, root: Path) -> None:
-    validate(cfg, root)
-    for _name, applier in APPLIERS:
-        applier(cfg, facts, root)
+    problems = check_all(cfg, Accounts.of_root(root))
+    if problems:
+        raise problems[0]
+    for a in APPLIERS:
+        a.apply(cfg, facts, root)

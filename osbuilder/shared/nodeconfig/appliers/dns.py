@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from osbuilder.shared.file_writes import HEADER, write_or_remove
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.values import server_list
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
@@ -18,6 +19,10 @@ def dropin(cfg: NodeConfig) -> str | None:
     servers = server_list(cfg.dns_nameservers, "k3os.dns_nameservers")
     return HEADER + "[Resolve]\nDNS=" + servers + "\n"
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """Each DNS server is one word."""
+    dropin(cfg)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     write_or_remove(root / DROPIN, dropin(cfg))

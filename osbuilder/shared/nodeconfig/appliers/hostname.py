@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from osbuilder.shared.file_writes import HEADER, write_atomic
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
@@ -45,6 +46,10 @@ def resolve_hostname(cfg: NodeConfig, facts: Facts, root: Path) -> str:
     write_atomic(state, name + "\n")
     return name
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """Nothing beyond the schema's hostname pattern."""
+    return None
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     name = resolve_hostname(cfg, facts, root)

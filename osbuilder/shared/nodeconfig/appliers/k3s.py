@@ -3,6 +3,7 @@ a server deploys, and which of k3s.service / k3s-agent.service starts."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,11 @@ import yaml
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import HEADER, remove, symlink, write_atomic, write_or_remove
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.values import env_line
+from osbuilder.shared.nodeconfig.downloads import fetch_bytes, fetch_file
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.limits import MAX_AIRGAP_IMAGE_BYTES, MAX_MANIFEST_BYTES
 from osbuilder.shared.nodeconfig.model import K3s, NodeConfig
 
 CONFIG = "etc/rancher/k3s/config.yaml"
@@ -22,6 +26,7 @@ MANIFESTS = "var/lib/rancher/k3s/server/manifests"
 IMAGE_MANIFESTS = "usr/share/osbuilder/manifests"
 WANTS = "etc/systemd/system/multi-user.target.wants"
 UNITS = {"server": "k3s.service", "agent": "k3s-agent.service"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def unit_for(cfg: NodeConfig) -> str:
@@ -94,6 +99,11 @@ def _dump(data: Any) -> str:
     return HEADER + yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
 
 
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """The k3s config and environment files can be written."""
+    k3s_config(cfg.k3s)
+    environment_file(cfg.k3s)
+
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     k = cfg.k3s
     config, env = _dump(k3s_config(k)), environment_file(k)  # both may raise: before writing
@@ -115,54 +125,44 @@ def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
         remove(wants / other)
 
 
-def fetch_manifests(cfg: NodeConfig, root: Path, timeout: float = 10) -> list[str]:
+def fetch_manifests(cfg: NodeConfig, root: Path) -> list[str]:
     """Download `url` manifests on a server; a failure is a warning and keeps the copy
     fetched before, so a node that boots offline still deploys what it had."""
     if cfg.k3s.role != "server":
         return []
-    import requests  # here, not at the top: `boot` must not pay for it
-
     warnings: list[str] = []
     for i, m in enumerate(cfg.k3s.manifests):
         if m.url is None:
             continue
         where = f"k3os.manifests[{i}] ({m.name})"
         try:
-            resp = requests.get(m.url, timeout=timeout)
-            resp.raise_for_status()
-            list(yaml.safe_load_all(resp.text))  # an error page must not be deployed
-        except (requests.RequestException, yaml.YAMLError) as e:
-            warnings.append(f"{where}: fetching {m.url} failed, keeping the old copy: {e}")
+            data = fetch_bytes(m.url, MAX_MANIFEST_BYTES)
+            list(yaml.safe_load_all(data))  # an error page must not be deployed
+        except (OsbError, yaml.YAMLError, RecursionError) as e:
+            warnings.append(f"{where}: keeping the old copy: {str(e)[:200]}")
             continue
-        write_atomic(root / MANIFESTS / m.name, resp.content, 0o600)
+        write_atomic(root / MANIFESTS / m.name, data, 0o600)
     return warnings
 
 
 AIRGAP_IMAGES = "var/lib/rancher/k3s/agent/images"
 
 
-def fetch_airgap_images(cfg: NodeConfig, root: Path, timeout: float = 60) -> list[str]:
-    """Download `airgap_images` tarballs once into the folder k3s imports from at start;
-    kept on data, so later (offline) boots reuse them. Failures are warnings."""
-    if not cfg.k3s.airgap_images:
-        return []
-    import requests  # here, not at the top: `boot` must not pay for it
-
+def fetch_airgap_images(cfg: NodeConfig, root: Path) -> list[str]:
+    """Download `airgap_images` tarballs once into the folder k3s imports from at start,
+    each checked against its sha256 before k3s can see it; kept on data, so later
+    (offline) boots reuse them. Failures are warnings."""
     warnings: list[str] = []
-    for i, url in enumerate(cfg.k3s.airgap_images):
-        dest = root / AIRGAP_IMAGES / url.rstrip("/").rsplit("/", 1)[-1]
+    for i, image in enumerate(cfg.k3s.airgap_images):
+        name = image.url.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if not NAME.match(name):
+            warnings.append(f"k3os.airgap_images[{i}]: {name!r} is no file name to keep")
+            continue
+        dest = root / AIRGAP_IMAGES / name
         if dest.is_file():
             continue
-        part = dest.with_name(f".{dest.name}.part")
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with requests.get(url, timeout=timeout, stream=True) as resp:
-                resp.raise_for_status()
-                with part.open("wb") as f:
-                    for chunk in resp.iter_content(1 << 20):
-                        f.write(chunk)
-            part.replace(dest)
-        except OSError as e:  # requests' errors are OSErrors too
-            warnings.append(f"k3os.airgap_images[{i}]: fetching {url} failed: {e}")
-            part.unlink(missing_ok=True)
+            fetch_file(image.url, dest, image.sha256, MAX_AIRGAP_IMAGE_BYTES)
+        except (OsbError, OSError) as e:
+            warnings.append(f"k3os.airgap_images[{i}]: {str(e)[:200]}")
     return warnings

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import HEADER, write_or_remove
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.values import one_line
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
@@ -31,6 +32,11 @@ def sysctl_conf(cfg: NodeConfig) -> str | None:
         one_line(value, f"k3os.sysctl.{key}")
     return HEADER + "".join(f"{k} = {v}\n" for k, v in cfg.sysctl) if cfg.sysctl else None
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """Module names and sysctl keys and values, as the files would hold them."""
+    modules_conf(cfg)
+    sysctl_conf(cfg)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     modules, sysctl = modules_conf(cfg), sysctl_conf(cfg)  # both may raise: before writing

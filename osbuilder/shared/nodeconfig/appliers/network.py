@@ -9,6 +9,7 @@ from pathlib import Path
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import HEADER, remove, write_atomic
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.values import ip_address, ip_interface, one_line
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import Interface, NodeConfig
@@ -39,6 +40,11 @@ def network_file(iface: Interface) -> str:
     lines += [f"DNS={ip_address(d, f'{key}.dns[{i}]')}" for i, d in enumerate(iface.dns)]
     return HEADER + "\n".join(lines) + "\n"
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """Interface names and addresses, as networkd would read them."""
+    for iface in cfg.network:
+        network_file(iface)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     net_dir = root / NETWORK_DIR

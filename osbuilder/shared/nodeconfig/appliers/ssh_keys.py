@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from osbuilder.shared.file_writes import HEADER, ensure_dir, write_atomic
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.users import HOME, ensure_home
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
@@ -98,6 +99,10 @@ def authorized_keys(cfg: NodeConfig, root: Path) -> list[str]:
                 keys.append(key.strip())
     return keys
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """Nothing to refuse: a remote key source that fails is a warning when fetched."""
+    return None
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     uid, gid = ensure_home(root)

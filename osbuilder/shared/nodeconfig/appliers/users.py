@@ -11,6 +11,7 @@ from typing import Any
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import ensure_dir, lookup_ids, read_json, remove, write_atomic
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
@@ -101,6 +102,10 @@ def ensure_home(root: Path) -> tuple[int, int]:
     ensure_dir(root / HOME, 0o750, uid, gid)
     return uid, gid
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """A crypt string must fit /etc/shadow; plain text needs passlib to hash it."""
+    check_password(cfg)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     shadow = root / "etc/shadow"

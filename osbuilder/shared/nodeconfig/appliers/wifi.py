@@ -9,6 +9,7 @@ from pathlib import Path
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import HEADER, remove, symlink, write_atomic
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig, Wifi
 
@@ -57,6 +58,11 @@ def _ours(root: Path) -> set[str]:
     found = (pattern.match(p.name) for p in (root / NETWORK).parent.glob("20-osbuilder-*"))
     return {m.group(1) for m in found if m}
 
+
+def check(cfg: NodeConfig, accounts: Accounts) -> None:
+    """SSIDs and passphrases, as wpa_supplicant would read them."""
+    if cfg.wifi:
+        wpa_conf(cfg)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     ifaces = [i for i in facts.wireless if IFACE.match(i)] if cfg.wifi else []
