@@ -20,6 +20,9 @@ def run_commands(stage: str, commands: tuple[Command, ...]) -> list[str]:
         except OsbError as exc:  # not found, or timed out
             warnings.append(f"{stage}[{i}]: {exc}")
             continue
+        except OSError as exc:  # not executable, a directory, ...
+            warnings.append(f"{stage}[{i}]: {argv[0]}: {exc.strerror}")
+            continue
         out = (r.stdout + r.stderr).decode(errors="replace").strip()
         if out:
             print(f"osbuilder-agent: {stage}[{i}]: {out[-500:]}")

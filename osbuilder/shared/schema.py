@@ -61,14 +61,19 @@ def _shown(value: Any, secret: bool) -> str:
     return "(value hidden)" if secret else json.dumps(value, default=str)[:60]
 
 
-def _describe(err: Any, secrets: frozenset[str]) -> tuple[str, str]:
+def _describe(err: Any, secrets: frozenset[str], root: dict[str, Any]) -> tuple[str, str]:
     path = list(err.absolute_path)  # err: a jsonschema.ValidationError
     secret = any(p in secrets for p in path if isinstance(p, str))
     schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     instance: Any = err.instance
-    if err.validator == "additionalProperties":
-        props = schema.get("properties", {})
-        extra = sorted(set(instance) - set(props))
+    if err.validator in ("additionalProperties", "unevaluatedProperties"):
+        props = set(schema.get("properties", {}))
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):  # properties that come with the $ref count as known
+            props |= set(root.get("$defs", {}).get(ref[8:], {})
+                         .get("properties", {}))
+        extra = sorted(k for k in instance if k not in props) if isinstance(instance, dict) \
+            else []
         where = key_path([*path, extra[0]]) if extra else key_path(path)
         return where, f"unknown key (known keys here: {', '.join(sorted(props))})"
     if err.validator == "type":
@@ -93,7 +98,7 @@ def validation_errors(instance: Any, schema_name: str) -> list[tuple[str, str]]:
     schema = load_schema(schema_name)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path)))
-    return [_describe(e, secret_keys(schema_name)) for e in errors]
+    return [_describe(e, secret_keys(schema_name), schema) for e in errors]
 
 
 def validate(instance: Any, schema_name: str, source: str) -> None:

@@ -193,8 +193,14 @@ def url_of(value: Any, key: str) -> Url | None:
     return url
 
 
-def _command(c: str | list[str]) -> Command:
+def _command(c: str | list[str], key: str = "command") -> Command:
+    if any("\0" in part for part in ([c] if isinstance(c, str) else c)):
+        raise ConfigError(key, "a command cannot contain a NUL character")
     return c if isinstance(c, str) else tuple(c)
+
+
+def _commands(top: dict[str, Any], key: str) -> tuple[Command, ...]:
+    return tuple(_command(c, f"{key}[{i}]") for i, c in enumerate(top.get(key, [])))
 
 
 def block_of(merged: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +218,7 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
     if not validated:
         validate(merged, SCHEMA, source)
     schema = load_schema(SCHEMA)
-    top: dict[str, Any] = with_defaults(merged, schema)
+    top: dict[str, Any] = with_defaults(merged, schema["$defs"]["config"])
     b: dict[str, Any] = with_defaults(block_of(merged), schema["$defs"]["block"])
     args = tuple(b.get("k3s_args", []))
     role = "agent" if b.get("server_url") else "server"
@@ -226,10 +232,10 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
         config_url=url_of(b.get("config_url"), "k3os.config_url"),
         ssh_authorized_keys=tuple(top.get("ssh_authorized_keys", [])),
         write_files=_write_files(top.get("write_files", []),
-                                 schema["properties"]["write_files"]["items"]),
-        init_cmd=tuple(_command(c) for c in top.get("init_cmd", [])),
-        boot_cmd=tuple(_command(c) for c in top.get("boot_cmd", [])),
-        run_cmd=tuple(_command(c) for c in top.get("run_cmd", [])),
+                                 schema["$defs"]["config"]["properties"]["write_files"]["items"]),
+        init_cmd=_commands(top, "init_cmd"),
+        boot_cmd=_commands(top, "boot_cmd"),
+        run_cmd=_commands(top, "run_cmd"),
         data_sources=tuple(b.get("data_sources", [])),
         modules=tuple(b.get("modules", [])),
         sysctl=_str_map(b.get("sysctl")),
@@ -275,7 +281,8 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
             health_timeout=up["health_timeout"], require_node_ready=up["require_node_ready"],
             health_checks=tuple(
                 HealthCheck(name=h.get("name") or h.get("url") or f"check {i + 1}",
-                            command=_command(h["command"]) if "command" in h else None,
+                            command=(_command(h["command"], f"k3os.upgrade.health_checks[{i}]")
+                                     if "command" in h else None),
                             url=h.get("url"))
                 for i, h in enumerate(up["health_checks"])),
         ),

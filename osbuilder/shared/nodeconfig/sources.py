@@ -107,8 +107,9 @@ def read_source(path: Path) -> dict[str, Any]:
 def _typed(path: list[str], value: str) -> Any:
     """Type a cmdline value by what the schema expects at that key path."""
     schema = load_schema("config.schema.json")
-    node: dict[str, Any] = schema["properties"] if path[0] in TOP_LEVEL_CMDLINE else \
-        schema["$defs"]["block"]["properties"]
+    defs = schema["$defs"]
+    node: dict[str, Any] = (defs["config"] if path[0] in TOP_LEVEL_CMDLINE
+                            else defs["block"])["properties"]
     spec: dict[str, Any] = {}
     for part in path[0 if path[0] in TOP_LEVEL_CMDLINE else 1:]:
         spec = node.get(part, {})

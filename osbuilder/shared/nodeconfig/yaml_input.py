@@ -152,8 +152,9 @@ def _check_keys(value: Any, path: str, source: str) -> None:
 def load_data(data: bytes | str, source: str) -> Any:
     """The document's value (None for an empty one)."""
     text = decode(data.encode() if isinstance(data, str) else data, source)
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # its reader refuses control characters right here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -172,7 +173,8 @@ def load_data(data: bytes | str, source: str) -> Any:
         # PyYAML's constructors: an unhashable key ({[a]: b}), a malformed !!binary, ...
         raise ConfigError(source, f"not a config YAML can express: {exc}"[:200]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     _check_keys(value, "", source)
     return value
 
