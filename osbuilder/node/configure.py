@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from osbuilder.node.node_name import node_name
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.user_commands import run_commands
 from osbuilder.shared.errors import OsbError
@@ -36,7 +37,7 @@ from osbuilder.shared.nodeconfig.downloads import fetch_bytes
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.limits import MAX_CONFIG_URL_BYTES
 from osbuilder.shared.nodeconfig.loader import Problem, Verdict, judge, problem
-from osbuilder.shared.nodeconfig.model import SCHEMA, NodeConfig, Url, block_of, parse
+from osbuilder.shared.nodeconfig.model import SCHEMA, Command, NodeConfig, Url, block_of, parse
 from osbuilder.shared.nodeconfig.sources import (
     Source,
     boot_partition,
@@ -191,7 +192,11 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
     run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)
 
 
-def boot(paths: AgentPaths, facts: Facts) -> Outcome:
+# runs a stage's user commands, returns one warning per failure (tests record instead)
+CommandRunner = Callable[[str, tuple[Command, ...]], list[str]]
+
+
+def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands) -> Outcome:
     started = time.monotonic()
     verdict = resolve(paths, facts)
     seen = digest(verdict.merged)  # what the sources said, valid or not (`online` compares)
@@ -205,7 +210,7 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
         cfg, used, kept = fallback(paths)
     out = Outcome(used, cfg, errors=errors)
     try:
-        out.warnings += run_commands("init_cmd", cfg.init_cmd)
+        out.warnings += commands("init_cmd", cfg.init_cmd)
         failures = apply_config(cfg, facts, paths)
     except Exception as exc:  # a bug must not leave /etc half-written: apply the fallback
         failures = [f"agent error: {type(exc).__name__}: {exc}"]
@@ -220,7 +225,7 @@ def boot(paths: AgentPaths, facts: Facts) -> Outcome:
         # 0600: the config holds the password and the cluster token
         write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
-    out.warnings += run_commands("boot_cmd", cfg.boot_cmd)
+    out.warnings += commands("boot_cmd", cfg.boot_cmd)
     mark_later_work(cfg, paths)
     activate(cfg, name, paths)
     note = f" ({kept})" if kept else ""
@@ -260,6 +265,7 @@ def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: st
     write_json(paths.state_file, {
         "result": result, "sources": out.sources, "role": out.config.k3s.role, "seen": seen,
         "k3s_unit": k3s_applier.unit_for(out.config), "hostname": hostname,
+        "node": node_name(paths.root / k3s_applier.CONFIG, hostname),
         "errors": out.errors, "warnings": out.warnings, "time": int(time.time()),
         "seconds": round(seconds, 3),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

@@ -33,6 +33,7 @@ class Status:
     sources: tuple[str, ...] = ()
     role: str | None = None
     hostname: str | None = None
+    node: str | None = None  # as k3s registers it (the health gate and watcher use it too)
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     apply_seconds: float | None = None
@@ -49,6 +50,7 @@ class Status:
             f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}",
             f"k3s role:  {self.role or '-'}",
             f"hostname:  {self.hostname or '-'}",
+            f"node:      {self.node or '-'}",
             f"last boot: {self.apply_seconds} s, peak RSS {self.peak_rss_kib} KiB",
         ]
         if self.upgrade:
@@ -76,7 +78,7 @@ class Status:
             f"osbuilder-agent: status slot={self.slot or '-'} version={self.version or '-'} "
             f"board={self.board or '-'} root={mnt(self.root)} data={mnt(self.data)} "
             f"data_fs={gib(self.data_fs_bytes)} data_part={gib(self.data_part_bytes)} "
-            f"disk={gib(self.disk_bytes)}"
+            f"disk={gib(self.disk_bytes)} node={self.node or '-'}"
         )
 
 
@@ -124,7 +126,7 @@ def gather(paths: AgentPaths | None = None) -> Status:
     state = read_json(paths.state_file) or {}
     return Status(
         result=state.get("result"), sources=tuple(state.get("sources", ())),
-        role=state.get("role"), hostname=state.get("hostname"),
+        role=state.get("role"), hostname=state.get("hostname"), node=state.get("node"),
         errors=tuple(state.get("errors", ())), warnings=tuple(state.get("warnings", ())),
         apply_seconds=state.get("seconds"), peak_rss_kib=state.get("peak_rss_kib"),
         slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),

@@ -38,6 +38,14 @@ def console(msg):
         c.write("k3s-standin: " + msg + "\\n")
 console("started " + json.dumps(rec["argv"]))
 READY = True
+# the name k3s registers: --node-name or its config's node-name, else the host name
+# lower-cased (k3s pkg/agent/config getHostnameAndIPs); the node API knows no other
+NODE = socket.gethostname().lower()
+for line in (rec["config"] or "").splitlines():
+    if line.startswith("node-name:"):
+        NODE = line.split(":", 1)[1].strip().strip("'\"")
+if "--node-name" in rec["argv"]:
+    NODE = rec["argv"][rec["argv"].index("--node-name") + 1]
 def node_api():
     # like k3s: a kubelet credential in agent/kubelet.kubeconfig, and the node's status from
     # an HTTPS API on 127.0.0.1:6444 (k3s's local API endpoint); a self-signed cert made
@@ -63,6 +71,14 @@ def node_api():
             pass
         def do_GET(self):
             name = self.path.rsplit("/", 1)[-1]
+            if name != NODE:  # like the API server: no Node of that name
+                body = json.dumps({"kind": "Status", "status": "Failure", "reason": "NotFound",
+                                   "code": 404, "message": 'nodes "' + name + '" not found'})
+                self.send_response(404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+                return
             cond = {"type": "Ready", "status": "True" if READY else "False",
                     "reason": "KubeletReady" if READY else "StandInNeverReady",
                     "message": "stand-in"}
@@ -77,7 +93,7 @@ def node_api():
     ctx.load_cert_chain(crt, key)
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    console("node API on 127.0.0.1:6444, Ready=" + str(READY))
+    console("node API on 127.0.0.1:6444, node " + NODE + " Ready=" + str(READY))
 node_api()
 ns = os.environ.get("NOTIFY_SOCKET")
 if ns:

@@ -32,7 +32,10 @@ from tests.helpers.k3s_fixture import K3sRelease, write_release_dir
 from tests.helpers.relay import guestfwd
 
 PW = "up-pw"
-CONFIG = {"hostname": "up-node", "k3os": {"password": PW},
+# k3s registers the node as its node-name, not the host name: the health gate must ask the
+# API for that name (the k3s stand-in knows no other)
+NODE_NAME = "edge-rack1-n3"
+CONFIG = {"hostname": "up-node", "k3os": {"password": PW, "k3s_args": [f"--node-name={NODE_NAME}"]},
           "osbuilder": {"upgrade": {"health_timeout": 60}}}
 URL = "http://10.0.2.100:8080"
 # what shows the boot selector's state, per bootloader, and the lines of it to compare
@@ -240,7 +243,7 @@ def upgrade_then_broken_upgrade(release: Release, www: Served, tmp: Path) -> str
         vm.type(f"sudo osbuilder-agent upgrade {URL}/{b3}\n")
         vm.wait_for(r"installed slot a in [\d.]+ s", 900, m1)
         vm.wait_for(r"osbuilder: slot a", boot, m1)
-        vm.wait_for(r"health gate failed: not healthy within 60 s: node up-node Ready=False",
+        vm.wait_for(rf"health gate failed: not healthy within 60 s: node {NODE_NAME} Ready=False",
                     boot, m1)
         m2 = node.mark()
         vm.wait_for(r"osbuilder: slot b", boot, m2)

@@ -71,7 +71,7 @@ def refused(data: bytes | str) -> str:
                for i in range(8)), f"expands to more than {MAX_NODES} values"),
     ("a: &a [*a]", "nested deeper than"),
     ("x: " + "9" * 5000, "an integer of 5000 digits"),
-    ("x: " + "y" * (MAX_SOURCE_BYTES + 1), f"a config source may have at most {MAX_SOURCE_BYTES}"),
+    ("x: " + "y" * (MAX_SOURCE_BYTES + 1), f"larger than {MAX_SOURCE_BYTES} bytes: refused"),
     ("{[a]: b}", "config.yaml: not"),
     ("a: b: c", "not valid YAML (line 1, column 5)"),
     ("\x00", "not valid YAML"),

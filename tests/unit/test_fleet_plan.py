@@ -316,7 +316,7 @@ def test_invalid_spec_status_names_the_field() -> None:
 def test_node_name_from_k3s_config_or_hostname(tmp_path: Path) -> None:
     import socket
 
-    from osbuilder.node.fleet.service import node_name
+    from osbuilder.node.node_name import node_name
 
     cfg = tmp_path / "config.yaml"
     assert node_name(cfg) == socket.gethostname()

@@ -11,7 +11,9 @@ import yaml
 from osbuilder.shared.arches import ARMV6, ARMV6_BOARDS, ARMV6_WHY, Arch, arch_facts
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import DiskLayout, ab_layout_of
+from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
 from osbuilder.shared.schema import load_schema, validate, with_defaults
+from osbuilder.shared.yaml_input import load_data
 
 BOARDS_DIR = Path(__file__).resolve().parent  # the board files live beside this module
 PACKAGE_SETS_FILE = BOARDS_DIR / "package-sets.yaml"
@@ -123,11 +125,11 @@ def board_names() -> list[str]:
 def load_board_file(path: Path) -> Board:
     """Parse and validate one board file; every problem is reported with its key path."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         raise OsbError(f"cannot read board file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise OsbError(f"board file {path} is not valid YAML: {exc}") from exc
+    raw = load_data(data, f"board file {path}")
     if isinstance(raw, dict) and raw.get("arch") in ARMV6:
         raise OsbError(f"{path}: at arch: {raw['arch']!r} {ARMV6_WHY}")
     validate(raw, "board.schema.json", str(path))

@@ -10,12 +10,12 @@ from pathlib import Path
 from types import FrameType
 
 from osbuilder.node.kubeapi import Kube, load_kubeconfig
+from osbuilder.node.node_name import node_name
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import os_release, read
 from osbuilder.node.upgrade.node_ready import KUBELET_KUBECONFIG
 
 ADMIN_KUBECONFIG = Path("/etc/rancher/k3s/k3s.yaml")
-K3S_CONFIG = Path("/etc/rancher/k3s/config.yaml")
 WAIT_S = 10.0
 
 
@@ -34,18 +34,6 @@ def _wait_for(path: Path, stop: threading.Event, what: str) -> None:
             print(f"osbuilder-agent: waiting for {what} ({path})", flush=True)
             told = True
         time.sleep(WAIT_S)
-
-
-def node_name(k3s_config: Path = K3S_CONFIG) -> str:
-    """The Node's name as k3s registers it: `node-name` from its config, else the hostname."""
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(k3s_config.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        cfg = {}
-    name = cfg.get("node-name") if isinstance(cfg, dict) else None
-    return str(name) if name else socket.gethostname()
 
 
 def controller(kubeconfig: Path | None, identity: str | None) -> int:

@@ -9,7 +9,6 @@ bad and reboot into the previous slot. The booted slot is never written.
 from __future__ import annotations
 
 import hashlib
-import socket
 import sys
 import tempfile
 import time
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from osbuilder.node.node_name import node_name
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import cmdline_args, os_release, read
 from osbuilder.node.upgrade import rauc
@@ -37,15 +37,15 @@ def say(msg: str) -> None:
     print(f"osbuilder-agent: upgrade: {msg}", flush=True)
 
 
-def booted_slot() -> str:
-    slot = cmdline_args(read("/proc/cmdline")).get("osb.slot")
+def booted_slot(paths: AgentPaths) -> str:
+    slot = cmdline_args(read(str(paths.cmdline))).get("osb.slot")
     if slot not in SLOTS:
         raise OsbError("booted slot unknown: no osb.slot= on the kernel command line")
     return slot
 
 
-def running_version() -> str:
-    return os_release(read("/usr/lib/os-release")).get("IMAGE_VERSION", "0")
+def running_version(paths: AgentPaths) -> str:
+    return os_release(read(str(paths.root / "usr/lib/os-release"))).get("IMAGE_VERSION", "0")
 
 
 def slot_device(slot: str) -> str:
@@ -55,9 +55,9 @@ def slot_device(slot: str) -> str:
 
 
 @contextmanager
-def mount_slot(slot: str) -> Iterator[Path]:
+def mount_slot(slot: str, booted: str) -> Iterator[Path]:
     """A slot's root, read-only: the running root for the booted slot."""
-    if slot == booted_slot():
+    if slot == booted:
         yield Path("/")
         return
     with tempfile.TemporaryDirectory(prefix=f"osb-slot-{slot}-", dir="/run") as mnt:
@@ -69,7 +69,8 @@ def mount_slot(slot: str) -> Iterator[Path]:
 
 
 def chooser(paths: AgentPaths) -> SlotChooser:
-    return choosers.chooser(paths, booted_slot(), mount_slot)
+    booted = booted_slot(paths)
+    return choosers.chooser(paths, booted, lambda slot: mount_slot(slot, booted))
 
 
 def record(paths: AgentPaths, **fields: Any) -> dict[str, Any]:
@@ -85,14 +86,14 @@ def reboot() -> None:
 
 
 def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bool) -> int:
-    current = booted_slot()
+    current = booted_slot(paths)
     if chooser(paths).tries_left(current) is not None:
         # the inactive slot is then the only known-good one: never write over it
         raise OsbError(f"slot {current} is still on trial (its health gate has not passed): "
                        "an upgrade now would overwrite the known-good slot; wait for the "
                        "gate, or run `osbuilder-agent mark-good` first")
     write_json(paths.upgrade_record, {"state": "downloading", "source": source,
-                                      "from_slot": current, "from_version": running_version(),
+                                      "from_slot": current, "from_version": running_version(paths),
                                       "started": int(time.time())})
     try:
         if source.startswith(("http://", "https://")):
@@ -109,9 +110,9 @@ def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bo
         record(paths, state="verifying")
         info = rauc.info(bundle)
         check_bundle(compatible=info.compatible, version=info.version,
-                     system_compatible=rauc.system_compatible(),
-                     running_version=running_version(), allow_downgrade=allow_downgrade)
-        rauc.verify_payload(bundle, info)
+                     system_compatible=rauc.system_compatible(paths.root / rauc.SYSTEM_CONF),
+                     running_version=running_version(paths), allow_downgrade=allow_downgrade)
+        rauc.verify_payload(bundle, info, paths.root / rauc.MOUNT_POINT)
         say(f"bundle {info.version} for {info.compatible}: signature, payload and "
             "compatibility ok")
         record(paths, state="installing", to_version=info.version)
@@ -149,9 +150,9 @@ def health_gate(paths: AgentPaths) -> int:
         return 0
     last = read_json(paths.last_good) or {"config": {}}
     cfg = parse(last["config"], validated=True).upgrade
-    node = socket.gethostname()  # k3s registers the node under its hostname
+    node = node_name()  # as k3s registered it: its node-name, else the host name
     record(paths, state="verifying")
-    say(f"slot {slot} ({running_version()}) on trial: health gate, {cfg.health_timeout} s")
+    say(f"slot {slot} ({running_version(paths)}) on trial: health gate, {cfg.health_timeout} s")
     t0 = time.monotonic()
     verdict = evaluate(standard_checks(node, cfg.require_node_ready, cfg.health_checks),
                        cfg.health_timeout, time.monotonic, time.sleep, say=say)
@@ -159,7 +160,7 @@ def health_gate(paths: AgentPaths) -> int:
         rauc.mark("good")
         record(paths, state="done", error=None,
                gate_seconds=round(time.monotonic() - t0, 1))
-        say(f"health gate passed: slot {slot} ({running_version()}) marked good")
+        say(f"health gate passed: slot {slot} ({running_version(paths)}) marked good")
         return 0
     record(paths, state="failed", error=f"health gate: {verdict.reason}")
     say(f"health gate failed: {verdict.reason}; rolling back")
@@ -184,7 +185,7 @@ def rollback(paths: AgentPaths, do_reboot: bool) -> int:
 
 def mark_good(paths: AgentPaths) -> int:
     rauc.mark("good")
-    say(f"slot {booted_slot()} marked good")
+    say(f"slot {booted_slot(paths)} marked good")
     return 0
 
 

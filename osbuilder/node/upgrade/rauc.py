@@ -12,10 +12,10 @@ from pathlib import Path
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.run import run
 
-SYSTEM_CONF = Path("/etc/rauc/system.conf")
+SYSTEM_CONF = Path("etc/rauc/system.conf")  # under the node's root
 
 
-MOUNT_POINT = Path("/run/rauc/bundle")  # <mountprefix>/bundle, see system.conf
+MOUNT_POINT = Path("run/rauc/bundle")  # <mountprefix>/bundle (system.conf), under the root
 CHUNK = 1 << 20
 
 
@@ -26,7 +26,7 @@ class BundleInfo:
     images: tuple[tuple[str, str], ...]  # (file name, sha256) from the signed manifest
 
 
-def system_compatible(conf: Path = SYSTEM_CONF) -> str:
+def system_compatible(conf: Path = Path("/") / SYSTEM_CONF) -> str:
     m = re.search(r"^compatible=(.+)$", conf.read_text(), re.M)
     if m is None:
         raise OsbError(f"{conf}: no compatible= line")
@@ -46,7 +46,8 @@ def info(bundle: Path) -> BundleInfo:
                       images=images)
 
 
-def verify_payload(bundle: Path, info: BundleInfo) -> None:
+def verify_payload(bundle: Path, info: BundleInfo, mount_point: Path = Path("/") / MOUNT_POINT
+                   ) -> None:
     """Read every image once through RAUC's dm-verity mount of the bundle and compare it
     with the signed manifest. A tampered payload then fails here, before RAUC starts to
     write the inactive slot (dm-verity alone would stop the write halfway)."""
@@ -59,7 +60,7 @@ def verify_payload(bundle: Path, info: BundleInfo) -> None:
         for name, digest in info.images:
             h = hashlib.sha256()
             try:
-                with (MOUNT_POINT / name).open("rb") as f:
+                with (mount_point / name).open("rb") as f:
                     while block := f.read(CHUNK):
                         h.update(block)
             except OSError as exc:
@@ -68,7 +69,7 @@ def verify_payload(bundle: Path, info: BundleInfo) -> None:
             if h.hexdigest() != digest:
                 raise OsbError(f"{bundle.name}: {name} does not match its signed sha256")
     finally:
-        run(["umount", str(MOUNT_POINT)], check=False)
+        run(["umount", str(mount_point)], check=False)
 
 
 def said(proc: subprocess.CompletedProcess[bytes]) -> str:

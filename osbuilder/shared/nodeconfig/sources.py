@@ -19,8 +19,8 @@ from typing import Any
 from osbuilder.shared.errors import ConfigError
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
-from osbuilder.shared.nodeconfig.yaml_input import load_mapping
 from osbuilder.shared.schema import load_schema
+from osbuilder.shared.yaml_input import load_mapping
 
 CMDLINE_PREFIXES = ("osb.", "k3os.")
 TOP_LEVEL_CMDLINE = ("hostname",)

@@ -1,5 +1,6 @@
-"""Config bytes -> plain data (dicts, lists, text, numbers, booleans, null), or one clear
-error naming the source, the place and the limit. Never a traceback, whatever the bytes.
+"""YAML bytes (node config, board files) -> plain data (dicts, lists, text, numbers,
+booleans, null), or one clear error naming the source, the place and the limit. Never a
+traceback, whatever the bytes.
 
 - Text: UTF-8 (a UTF-8 byte-order mark is dropped); UTF-16 and UTF-32 only with a
   byte-order mark, as the YAML spec allows. Anything else names the byte offset.
@@ -45,6 +46,13 @@ class _Loader(yaml.SafeLoader):
 
     depth = 0
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # PyYAML's scanner keeps a possible key per open bracket and checks them all at
+        # every token: stop before 1,000 brackets cost seconds
+        if self.flow_level >= MAX_DEPTH:
+            raise _DepthLimit
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         self.depth += 1
         try:
@@ -67,8 +75,8 @@ _Loader.yaml_implicit_resolvers = {
 
 def decode(data: bytes, source: str) -> str:
     if len(data) > MAX_SOURCE_BYTES:
-        raise ConfigError(source, f"{len(data)} bytes: a config source may have at most "
-                                  f"{MAX_SOURCE_BYTES} bytes")
+        raise ConfigError(source, f"larger than {MAX_SOURCE_BYTES} bytes: refused (a config "
+                                  "source of this size is no config)")
     encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
     try:
         return data.decode(encoding)
