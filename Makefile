@@ -81,7 +81,7 @@ test: deps venv lint
 	$(VENV)/bin/pytest -m 'not slow' tests
 
 test-all: deps venv dib lint
-	$(VENV)/bin/pytest tests
+	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest tests
 
 bench: deps venv dib
 	$(PY) bench/bench.py

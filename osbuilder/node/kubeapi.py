@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import ipaddress
 import json
 import os
 import ssl
@@ -70,6 +71,15 @@ def _context(cluster: Mapping[str, Any], user: Mapping[str, Any], base: Path
     return ctx
 
 
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 def load_kubeconfig(path: Path) -> Endpoint:
     """The current context's server and credential; relative file names are relative to
     the kubeconfig's folder, as kubectl reads them."""
@@ -95,6 +105,10 @@ def load_kubeconfig(path: Path) -> Endpoint:
     if not server.startswith(("https://", "http://")):
         raise OsbError(f"{path}: clusters[].cluster.server: expected an https:// URL, "
                        f"got {server!r}")
+    if server.startswith("http://") and not _loopback(urlsplit(server).hostname):
+        # plain http would hand the credential and every Node object to the network
+        raise OsbError(f"{path}: clusters[].cluster.server: {server}: plain http only to "
+                       "this machine (127.0.0.1, ::1, localhost); use https")
     try:
         tls = _context(cluster, user, path.parent) if server.startswith("https") else None
     except (OSError, ssl.SSLError, ValueError) as exc:

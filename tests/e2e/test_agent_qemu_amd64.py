@@ -177,7 +177,10 @@ def test_agent_config_joins_server_url(qemu_amd64_build: Build, tmp_path: Path,
 
 def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
                                                         tmp_path: Path) -> None:
-    good = {"hostname": "keeper", "k3os": {"password": "first-pw"}}
+    """A config with bad keys, then one that is not even text (saved as Latin-1): each time
+    the node keeps its last good hostname, password and SSH keys, prints why on the
+    console, and `systemctl --failed` shows the agent's run as failed (issue 15)."""
+    good = {"hostname": "keeper", "ssh_authorized_keys": [KEY], "k3os": {"password": "first-pw"}}
     disk = prepare(qemu_amd64_build, tmp_path, good)
     with boot(disk, tmp_path) as vm:
         vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
@@ -196,3 +199,19 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
         vm.login("osb", "first-pw")
         out = vm.shell("hostname; osbuilder-agent status")
         assert "keeper" in out and "error:" in out and "k3os.colour" in out
+        failed = vm.shell("systemctl --failed --no-legend --plain")
+        assert "osbuilder-boot.service" in failed, failed
+    fat_write(disk, partitions(disk)[1][0], "config.yaml", b"hostname: n\xfc\n", tmp_path)
+    (tmp_path / "console.log").unlink()
+    with boot(disk, tmp_path) as vm:
+        vm.wait_for(r"osbuilder-agent: config error at /boot/efi/config.yaml: not UTF-8 text "
+                    r"at byte offset 11", TIMEOUT)
+        vm.wait_for(r"applied config \(kept last good config\) \(sources=/boot/efi/config.yaml,"
+                    r" role=server, hostname=keeper\)", TIMEOUT)
+        vm.wait_for(r"keeper login:", TIMEOUT)
+        vm.login("osb", "first-pw")
+        out = vm.shell("hostname; cat ~/.ssh/authorized_keys; "
+                       "systemctl --failed --no-legend --plain")
+        assert "keeper" in out and KEY in out, out
+        assert "osbuilder-boot.service" in out, out
+        assert "Traceback" not in vm.console(), "no traceback reaches the console"
