@@ -15,6 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from osbuilder.host.formats.pxe import ALLOW_HTTP
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.nodeconfig.loader import check_text
 
@@ -91,7 +92,8 @@ def serve_pxe(folder: Path, bind: str, port: int, url: str | None, script: str |
             raise OsbError(f"--config {config}: {exc.strerror}") from exc
         check_text(text, f"--config {config}")
         extra[CONFIG] = text.encode()
-        args = f"osb.config_url={url}{CONFIG} {args}".strip()
+        allow = f" {ALLOW_HTTP}" if url.startswith("http://") else ""
+        args = f"osb.config_url={url}{CONFIG}{allow} {args}".strip()
     extra[BOOT_SCRIPT] = boot_script(url, script, args).encode()
     try:
         server = ThreadingHTTPServer(

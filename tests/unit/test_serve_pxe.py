@@ -54,7 +54,7 @@ def test_serves_files_boot_script_and_config(tmp_path: Path) -> None:
         assert get(f"{base}/boot.ipxe").decode() == (
             "#!ipxe\n# written by osbuilder serve-pxe\nset osb_url http://10.0.2.100:8080\n"
             "set osb_args osb.config_url=http://10.0.2.100:8080/config.yaml "
-            "osb.install.device=/dev/sda\n"
+            "osb.config_url_allow_http=1 osb.install.device=/dev/sda\n"
             f"chain ${{osb_url}}/{NAME}.ipxe\n")
         assert get(f"{base}/config.yaml") == b"hostname: pxe-node\n"
         assert get(f"{base}/{NAME}.squashfs") == (d / f"{NAME}.squashfs").read_bytes()

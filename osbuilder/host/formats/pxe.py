@@ -52,6 +52,9 @@ menuentry "osbuilder {version} ({board}) live over HTTP" {{
   initrd (http,{server}:{port})/{initrd}
 }}
 """
+# PXE loads the live root over plain HTTP; its config, which the node fetches from the same
+# server, is allowed plain http too (the node refuses http config_urls otherwise)
+ALLOW_HTTP = "osb.config_url_allow_http=1"
 
 
 def names(basename: str) -> dict[str, str]:
@@ -73,13 +76,15 @@ def write_pxe(ctx: BuildContext) -> None:
     common = {"version": ctx.options.version, "board": ctx.board.name, "port": DEFAULT_PORT,
               "kernel": n["vmlinuz"], "initrd": n["initrd.img"], "server": SERVER}
     args_default = (f"isset ${{osb_args}} || set osb_args "
-                    f"osb.config_url=${{osb_url}}/{n['config.yaml']}\n" if has_config else "")
+                    f"osb.config_url=${{osb_url}}/{n['config.yaml']} "
+                    f"{ALLOW_HTTP}\n" if has_config else "")
     out["ipxe"].write_text(IPXE.format(
         **common, args_default=args_default,
         options=live_fmt.options(ctx, f"${{osb_url}}/{n['squashfs']}", "live")))
     base = f"http://{SERVER}:{DEFAULT_PORT}"
     examples = {"options": live_fmt.options(ctx, f"{base}/{n['squashfs']}", "live"),
-                "extra": f" osb.config_url={base}/{n['config.yaml']}" if has_config else ""}
+                "extra": (f" osb.config_url={base}/{n['config.yaml']} {ALLOW_HTTP}"
+                          if has_config else "")}
     out["pxelinux.cfg"].write_text(PXELINUX.format(**common, **examples))
     out["grub.cfg"].write_text(GRUB.format(**common, **examples))
     for kind, path in out.items():

@@ -142,7 +142,7 @@ def from_cmdline(text: str) -> tuple[dict[str, Any], dict[str, str]]:
         path = key[len(prefix):].split(".")
         if not all(path):
             continue  # osb.=x, osb.a..b=x: no key to set
-        if path[0] in ("mode", "config_url", "slot", "live"):
+        if path[0] in ("mode", "config_url", "config_url_allow_http", "slot", "live"):
             control[path[0]] = value
             continue
         if path[0] in TOP_LEVEL_CMDLINE:
