@@ -55,8 +55,9 @@ class RealStore:
     def get(self, coll: str, key: str) -> dict[str, Any]:
         return self.kube.get(self._path(coll, key))
 
-    def items(self, coll: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.kube.get(self._path(coll)).get("items", [])
+    def items(self, coll: str, field_selector: str = "") -> list[dict[str, Any]]:
+        q = {"fieldSelector": field_selector} if field_selector else {}
+        items: list[dict[str, Any]] = self.kube.get(self._path(coll), **q).get("items", [])
         return items
 
     def patch(self, coll: str, key: str, patch: dict[str, Any], subresource: str = ""

@@ -51,7 +51,6 @@ Every request is recorded as a Call (user, verb, resource, subresource, namespac
 from __future__ import annotations
 
 import base64
-import bisect
 import copy
 import json
 import queue
@@ -59,13 +58,13 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.helpers import rbac
+from tests.helpers.kube_double_watch import ApiFail, Watching
 
 Obj = dict[str, Any]
 CLUSTER = ("nodes", "osupgrades", "clusterroles", "clusterrolebindings")
@@ -92,12 +91,6 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def rfc3339(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
-
-
-class ApiFail(Exception):
-    def __init__(self, code: int, message: str, reason: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.reason = code, message, reason
 
 
 @dataclass
@@ -131,8 +124,9 @@ def jwt(claims: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class KubeDouble:
-    """The store and its rules; `serve()` puts it on a loopback port."""
+class KubeDouble(Watching):
+    """The store and its rules; `serve()` puts it on a loopback port. LIST and WATCH are
+    in kube_double_watch.py."""
 
     history_s: float = 75.0  # watch history kept (the API server's watch cache)
     bookmark_s: float = 60.0  # BOOKMARK period within one watch
@@ -154,6 +148,8 @@ class KubeDouble:
         default_factory=dict)
     _snaps: dict[str, tuple[int, list[Obj]]] = field(default_factory=dict)
     _rules: dict[str, list[rbac.Rule]] = field(default_factory=dict)
+    _pods_on: dict[str, set[str]] = field(default_factory=dict)
+    _pod_node: dict[str, str] = field(default_factory=dict)
 
     # -- store -------------------------------------------------------------------------------
     def key(self, coll: str, obj: Obj) -> str:
@@ -165,43 +161,32 @@ class KubeDouble:
         now = time.time()
         obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(self.rv)))
         items = self.store.setdefault(coll, {})
+        key = self.key(coll, obj)
         if kind == "DELETED":
-            items.pop(self.key(coll, obj), None)
+            items.pop(key, None)
         else:
-            items[self.key(coll, obj)] = obj
+            items[key] = obj
         self._hist.append((self.rv, now, coll, kind, obj))
         self._hrv.append(self.rv)
         self._compact(now)
-        ev = {"type": kind, "object": obj}
-        for q in self._named.get((coll, obj["metadata"]["name"]), ()):
-            q.put(ev)
-        for match, q in self._any.get(coll, ()):
-            if match(obj):
-                q.put(ev)
+        self._index(coll, key, kind, obj)
         return obj
 
-    def _compact(self, now: float) -> None:
-        start = self._hstart
-        while start < len(self._hist) and self._hist[start][1] < now - self.history_s:
-            self.compacted = self._hist[start][0]
-            start += 1
-        if start > 4096 and start > len(self._hist) // 2:  # drop the dead prefix now and then
-            del self._hist[:start], self._hrv[:start]
-            start = 0
-        self._hstart = start
-
-    def create(self, coll: str, obj: Obj) -> Obj:
+    # Writes return the stored object itself with copy_out=False (the HTTP face, which only
+    # serialises it), else a copy the caller may change. Copies are made outside the lock.
+    def create(self, coll: str, obj: Obj, copy_out: bool = True) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if coll not in CLUSTER:
+            meta.setdefault("namespace", "default")
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", rfc3339())
+        meta["generation"] = 1
         with self.lock:
-            obj = copy.deepcopy(obj)
-            meta = obj.setdefault("metadata", {})
-            if coll not in CLUSTER:
-                meta.setdefault("namespace", "default")
             if self.key(coll, obj) in self.store.get(coll, {}):
                 raise ApiFail(409, f'{coll} "{meta["name"]}" already exists', "AlreadyExists")
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", rfc3339())
-            meta["generation"] = 1
-            return copy.deepcopy(self._commit(coll, "ADDED", obj))
+            out = self._commit(coll, "ADDED", obj)
+        return copy.deepcopy(out) if copy_out else out
 
     def peek(self, coll: str, key: str) -> Obj:
         """The stored object itself: read-only, for this package's helpers."""
@@ -210,17 +195,21 @@ class KubeDouble:
             raise ApiFail(404, f'{coll} "{key}" not found', "NotFound")
         return obj
 
-    def get(self, coll: str, key: str) -> Obj:
+    def get(self, coll: str, key: str, copy_out: bool = True) -> Obj:
         with self.lock:
-            return copy.deepcopy(self.peek(coll, key))
+            out = self.peek(coll, key)
+        return copy.deepcopy(out) if copy_out else out
 
     def items(self, coll: str, field_selector: str = "") -> list[Obj]:
-        match = selector(field_selector)
-        with self.lock:
-            found = [o for o in self.store.get(coll, {}).values() if match(o)]
+        found, _, _ = self.list_page(coll, field_selector, "", 0, "")
         return copy.deepcopy(found)
 
-    def patch(self, coll: str, key: str, patch: Obj, subresource: str = "") -> Obj:
+    def patch(self, coll: str, key: str, patch: Obj, subresource: str = "",
+              copy_out: bool = True) -> Obj:
+        out = self._patch(coll, key, patch, subresource)
+        return copy.deepcopy(out) if copy_out else out
+
+    def _patch(self, coll: str, key: str, patch: Obj, subresource: str) -> Obj:
         with self.lock:
             old = self.peek(coll, key)
             if subresource == "status":
@@ -234,20 +223,21 @@ class KubeDouble:
                                   "latest version and try again", "Conflict")
                 new = merge_patch(old, {k: v for k, v in patch.items()
                                         if k != "status" or coll not in WITH_STATUS})
-            return copy.deepcopy(self._write(coll, old, new))
+            return self._write(coll, old, new)
 
-    def put(self, coll: str, key: str, obj: Obj) -> Obj:
+    def put(self, coll: str, key: str, obj: Obj, copy_out: bool = True) -> Obj:
+        new = {k: v for k, v in copy.deepcopy(obj).items() if k != "status"
+               or coll not in WITH_STATUS}
         with self.lock:
             old = self.peek(coll, key)
             rv = obj.get("metadata", {}).get("resourceVersion")
             if rv and rv != old["metadata"]["resourceVersion"]:  # none: unconditional
                 raise ApiFail(409, f'Operation cannot be fulfilled on {coll} "{key}": the '
                               "object has been modified", "Conflict")
-            new = {k: v for k, v in copy.deepcopy(obj).items() if k != "status"
-                   or coll not in WITH_STATUS}
             if coll in WITH_STATUS and "status" in old:
                 new["status"] = old["status"]
-            return copy.deepcopy(self._write(coll, old, new))
+            out = self._write(coll, old, new)
+        return copy.deepcopy(out) if copy_out else out
 
     def _write(self, coll: str, old: Obj, new: Obj) -> Obj:
         def body(o: Obj) -> Obj:
@@ -264,9 +254,10 @@ class KubeDouble:
             meta["generation"] = int(old["metadata"].get("generation") or 1) + 1
         return self._commit(coll, "MODIFIED", new)
 
-    def delete(self, coll: str, key: str) -> Obj:
+    def delete(self, coll: str, key: str, copy_out: bool = True) -> Obj:
         with self.lock:
-            return copy.deepcopy(self._commit(coll, "DELETED", self.peek(coll, key)))
+            out = self._commit(coll, "DELETED", self.peek(coll, key))
+        return copy.deepcopy(out) if copy_out else out
 
     def evict(self, ns: str, name: str) -> Obj:
         with self.lock:
@@ -332,110 +323,15 @@ class KubeDouble:
         if user.startswith(rbac.NODE_PREFIX):
             ok = rbac.node_allows(call.request())
         elif user.startswith(rbac.SA_PREFIX):
-            with self.lock:
-                if user not in self._rules:
-                    self._rules[user] = rbac.rules_for(user, self.rbac_docs)
-                rules = self._rules[user]
+            rules = self._rules.get(user)  # no lock: a dict read, every request
+            if rules is None:
+                with self.lock:
+                    rules = self._rules[user] = rbac.rules_for(user, self.rbac_docs)
             ok = rbac.allowed(rules, call.request())
         else:
             ok = True  # an admin credential of the test
         if not ok:
             raise ApiFail(403, rbac.forbidden_message(call.request()), "Forbidden")
-
-    # -- list and watch ----------------------------------------------------------------------
-    def list_page(self, coll: str, field_selector: str, ns: str, limit: int, token: str
-                  ) -> tuple[list[Obj], str, str]:
-        """(items, resourceVersion, continue) of one LIST page; the stored objects, which
-        the caller only serialises."""
-        with self.lock:
-            if token:
-                snap_id, _, start = token.partition(":")
-                if snap_id not in self._snaps or self._snaps[snap_id][0] < self.compacted:
-                    raise ApiFail(410, "The provided continue parameter is too old to display "
-                                  "a consistent list result.", "Expired")
-                rv, objs = self._snaps[snap_id]
-                offset = int(start)
-            else:
-                match = selector(field_selector)
-                name = field_selector.removeprefix("metadata.name=")
-                if field_selector.startswith("metadata.name=") and "," not in name:
-                    found = [o for o in (self.store.get(coll, {}).get(
-                        f"{ns}/{name}" if ns else name),) if o is not None]
-                else:
-                    found = [o for k, o in sorted(self.store.get(coll, {}).items())
-                             if match(o) and (not ns or o["metadata"].get("namespace") == ns)]
-                rv, objs, offset = self.rv, found, 0
-                snap_id = secrets.token_hex(6)
-            if not limit or offset + limit >= len(objs):
-                return objs[offset:], str(rv), ""
-            self._snaps[snap_id] = (rv, objs)
-            while len(self._snaps) > 64:
-                del self._snaps[next(iter(self._snaps))]
-            return objs[offset:offset + limit], str(rv), f"{snap_id}:{offset + limit}"
-
-    @contextmanager
-    def subscribe(self, coll: str, field_selector: str, since: int
-                  ) -> Iterator[queue.Queue[Any]]:
-        """A queue of the events after `since`; an ERROR 410 first when they are gone."""
-        q: queue.Queue[Any] = queue.Queue()
-        name = field_selector.removeprefix("metadata.name=")
-        by_name = field_selector.startswith("metadata.name=") and "," not in name
-        match = selector(field_selector)
-        with self.lock:
-            if since <= 0:  # "start at any": the current state as ADDED, then changes
-                for obj in self.store.get(coll, {}).values():
-                    if match(obj):
-                        q.put({"type": "ADDED", "object": obj})
-                since = self.rv
-            if since < self.compacted:
-                self.expired_watches += 1
-                q.put({"type": "ERROR", "object": {
-                    "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
-                    "reason": "Expired",
-                    "message": f"too old resource version: {since} ({self.compacted})"}})
-                yield q
-                return
-            i = bisect.bisect_right(self._hrv, since, lo=self._hstart)
-            for _, _, c, kind, obj in self._hist[i:]:
-                if c == coll and match(obj):
-                    q.put({"type": kind, "object": obj})
-            if by_name:
-                self._named.setdefault((coll, name), []).append(q)
-            else:
-                self._any.setdefault(coll, []).append((match, q))
-        try:
-            yield q
-        finally:
-            with self.lock:
-                if by_name:
-                    self._named[(coll, name)].remove(q)
-                else:
-                    self._any[coll] = [e for e in self._any[coll] if e[1] is not q]
-
-    def close_watches(self) -> None:
-        """Wake every watch so it ends (server shutdown)."""
-        with self.lock:
-            for qs in self._named.values():
-                for q in qs:
-                    q.put(None)
-            for entries in self._any.values():
-                for _, q in entries:
-                    q.put(None)
-
-
-def selector(text: str) -> Callable[[Obj], bool]:
-    """A fieldSelector of `path=value` terms joined by commas."""
-    rules = [tuple(part.split("=", 1)) for part in text.split(",") if "=" in part]
-
-    def match(obj: Obj) -> bool:
-        for k, v in rules:
-            cur: Any = obj
-            for seg in k.split("."):
-                cur = cur.get(seg) if isinstance(cur, dict) else None
-            if cur != v:
-                return False
-        return True
-    return match
 
 
 from tests.helpers.kube_double_http import serve  # noqa: E402  (the double's HTTP face)

@@ -1,0 +1,232 @@
+"""The fleet rollout scenario at any size: `make test` runs it at 10 and 100 nodes,
+`make test-all` and `make bench-fleet` at 1,000 too (tests/unit/test_fleet_scale.py,
+bench/fleet.py).
+
+n nodes: 3 servers, n-3 agents; concurrency max(2, n // 10); four agents fail their
+health gate (one early, one mid-fleet, one half a wave after it, one a wave and a half
+after it); maxFailures 2. The OSUpgrade is created outside its maintenance window, which
+opens OPEN_AFTER_S later; the rollout halts at the second failure (the third, already in
+flight, may fail too: "within one node"), is held HOLD_S to see that nothing starts, then
+maxFailures is raised to 10 and it runs to Complete with four nodes failed.
+
+Everything real but the API server and the machines: the API server is the double
+(TEST DOUBLE, tests/helpers/kube_double.py) with the image's manifests applied and RBAC
+enforced; the controller is its own process (tests/helpers/run_controller.py) holding
+only its ServiceAccount token, fetched by the real credential step; each node runs the
+real watcher with its install and reboot simulated (tests/helpers/fleet_sim.py), in a
+fixed NODE_UPGRADE_S at every size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from osbuilder.agent.fleet import credential
+from tests.helpers.fleet_checks import check_rollout, figures
+from tests.helpers.fleet_sim import Fleet
+from tests.helpers.kube_double import KubeDouble, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "overlays/common/usr/share/osbuilder/manifests"
+URL = "https://updates.example.com/{board}/osbuilder-{board}-{version}.raucb"
+NAME = "to-1.4.0"
+STEP_S, REBOOT_S = 0.03, 0.12  # a simulated node's three install steps, and its reboot
+NODE_UPGRADE_S = 3 * STEP_S + REBOOT_S
+BUSY_S = 0.1  # the controller's poll while nodes are at work (1 s in production)
+OPEN_AFTER_S, HOLD_S = 1.0, 0.5
+
+
+def shape(n: int) -> dict[str, Any]:
+    servers, agents, c = 3, n - 3, max(2, n // 10)
+    mid = agents // 2
+    idx = [agents // 5, mid, mid + max(1, c // 2), mid + max(3, 3 * c // 2)]
+    if n < 10 or len(set(idx)) < 4 or idx[-1] >= agents:
+        raise ValueError(f"the scenario needs at least 10 nodes, got {n}")
+    width = len(str(agents))
+    names = [f"agent-{i:0{width}d}" for i in range(agents)]
+    return {"nodes": n, "servers": [f"server-{i}" for i in range(1, servers + 1)],
+            "agents": names, "concurrency": c, "failing": [names[i] for i in idx],
+            "max_failures": 2}
+
+
+def kubeconfig(path: Path, url: str, token: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "clusters": [{"name": "c", "cluster": {"server": url}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x"}))
+    path.chmod(0o600)
+    return path
+
+
+def manifest_docs() -> list[dict[str, Any]]:
+    return [d for f in sorted(MANIFESTS.glob("*.yaml"))
+            for d in yaml.safe_load_all(f.read_text()) if d]
+
+
+def osupgrade(sh: dict[str, Any], opens_at: float) -> dict[str, Any]:
+    """`opens_at` in the controller's clock, on a minute (windows are HH:MM)."""
+    start, end = time.gmtime(opens_at), time.gmtime(opens_at + 3 * 3600)
+    return {"apiVersion": "osbuilder.io/v1alpha1", "kind": "OSUpgrade",
+            "metadata": {"name": NAME},
+            "spec": {"version": "1.4.0", "bundleURL": URL, "concurrency": sh["concurrency"],
+                     "maxFailures": sh["max_failures"],
+                     "nodeSelector": {"matchLabels": {"site": "plant-7"}},
+                     "drain": {"timeout": "10m", "ignoreDaemonSets": True},
+                     "window": {"startTime": time.strftime("%H:%M", start),
+                                "endTime": time.strftime("%H:%M", end), "timeZone": "UTC"}}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The controller's /metrics as {'name{labels}': value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+(?:\{[^}]*\})?) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def proc_figures(pid: int) -> tuple[float, float]:
+    """(peak RSS MiB, CPU seconds) of a running process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return hwm / 1024, ticks / float(os.sysconf("SC_CLK_TCK"))
+
+
+def wait(what: Any, timeout: float, why: str, every: float = 0.05) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if what():
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {why}")
+
+
+def run(n: int, tmp: Path) -> dict[str, Any]:
+    """One rollout of an n-node fleet; its figures, after checking it went as it must."""
+    sh = shape(n)
+    api = KubeDouble()
+    api.apply(manifest_docs())
+    api.tokens["admin-token"] = ("system:admin", 0.0)
+
+    def node_token(name: str) -> str:
+        api.tokens[f"kubelet-{name}"] = (f"system:node:{name}", 0.0)
+        return f"kubelet-{name}"
+
+    # the nodes' records are written with fsync, as on a node: on tmpfs that is free, so a
+    # node's upgrade takes NODE_UPGRADE_S whatever the disk is doing for others
+    shm = Path("/dev/shm")
+    state = Path(tempfile.mkdtemp(prefix="osb-fleet-", dir=shm if os.access(shm, os.W_OK)
+                                  else tmp))
+    with serve(api) as url:
+        fleet = Fleet(api, url, state / "nodes", STEP_S, REBOOT_S, idle_s=5.0, watch_s=30,
+                      node_token=node_token)
+        try:
+            return _rollout(api, url, fleet, sh, tmp)
+        finally:
+            fleet.shutdown()
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def _rollout(api: KubeDouble, url: str, fleet: Fleet, sh: dict[str, Any], tmp: Path
+             ) -> dict[str, Any]:
+    for name in sh["servers"]:
+        fleet.add(name, server=True, pods=0)
+    for name in sh["agents"]:
+        fleet.add(name, fail=name in sh["failing"])
+    fleet.boot_all()
+    fleet.kubelet_reports(300.0)
+    ctl_cfg = tmp / "controller" / "kubeconfig"
+    credential.obtain(kubeconfig(tmp / "admin.yaml", url, "admin-token"), ctl_cfg, wait_s=5)
+    port = free_port()
+    # the controller's clock reads a whole minute `lead` seconds from now: the window opens
+    # then, OPEN_AFTER_S after the OSUpgrade is created (once the controller leads)
+    lead = 2.5 + 0.006 * sh["nodes"]
+    opens_real = time.time() + lead
+    offset = (opens_real // 60 + 2) * 60 - opens_real
+    log = (tmp / "controller.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.run_controller", str(ctl_cfg),
+                             "--metrics", f"127.0.0.1:{port}", "--clock-offset", str(offset),
+                             "--busy-s", str(BUSY_S), "--idle-s", "2"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait(lambda: _leading(port), lead - OPEN_AFTER_S, "the controller to sync and lead")
+        time.sleep(max(opens_real - OPEN_AFTER_S - time.time(), 0))
+        rss0, cpu0 = proc_figures(proc.pid)
+        with api.lock:
+            api.calls.clear()
+            first_event = len(api.items("events"))
+        mono_to_wall = time.time() - time.monotonic()
+        api.create("osupgrades", osupgrade(sh, opens_real + offset))
+        marks = _follow(api, sh, opens_real - mono_to_wall)
+        marks["mono_to_wall"] = mono_to_wall
+        rss, cpu = proc_figures(proc.pid)
+        metrics = scrape(port)
+    finally:
+        proc.terminate()
+        code = proc.wait(30)
+        log.close()
+    calls = list(api.calls)
+    check_rollout(api, fleet, sh, calls, marks, metrics, code)
+    out = figures(api, fleet, sh, calls, marks, metrics)
+    out.update(controller_peak_rss_mib=round(rss, 1), controller_rss_before_mib=round(rss0, 1),
+               controller_cpu_s=round(cpu - cpu0, 2), controller_cpu_total_s=round(cpu, 2),
+               node_upgrade_s=NODE_UPGRADE_S, events_posted=len(api.items("events")) - first_event)
+    return out
+
+
+def _leading(port: int) -> bool:
+    try:
+        m = scrape(port)
+    except OSError:
+        return False
+    return m.get("osbuilder_controller_leader") == 1 and m.get(
+        "osbuilder_controller_plan_cpu_seconds_count", 0) > 0
+
+
+def _follow(api: KubeDouble, sh: dict[str, Any], t_open: float) -> dict[str, float]:
+    """Watch the status: note the halt, hold it, raise maxFailures, wait for Complete."""
+    marks: dict[str, float] = {"open": t_open}
+    limit = 60 + 0.15 * sh["nodes"]
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        with api.lock:
+            st = api.peek("osupgrades", NAME).get("status") or {}
+            phase, failed = st.get("phase"), int(st.get("failed") or 0)
+        now = time.monotonic()
+        if phase == "Halted" and "halted" not in marks:
+            marks.update(halted=now, failed_at_halt=failed)
+        if "halted" in marks and "resumed" not in marks and now - marks["halted"] >= HOLD_S:
+            marks.update(resumed=now, failed_at_resume=failed)
+            api.patch("osupgrades", NAME, {"spec": {"maxFailures": 10}})
+        if phase == "Complete" and "resumed" in marks:
+            marks["complete"] = now
+            return marks
+        time.sleep(0.02)
+    raise AssertionError(f"{sh['nodes']} nodes: no Complete within {limit:.0f} s; marks "
+                         f"{marks}; status {st}")
