@@ -301,9 +301,11 @@ class KubeDouble(Watching):
     def issue_token(self, ns: str, name: str, seconds: int) -> Obj:
         self.peek("serviceaccounts", f"{ns}/{name}")  # 404 unless it exists
         user = f"{rbac.SA_PREFIX}{ns}:{name}"
-        exp = int(time.time()) + seconds
+        now = int(time.time())
+        exp = now + seconds
         token = jwt({"iss": "https://kubernetes.default.svc.cluster.local", "sub": user,
-                     "aud": ["https://kubernetes.default.svc.cluster.local"], "exp": exp})
+                     "aud": ["https://kubernetes.default.svc.cluster.local"], "exp": exp,
+                     "iat": now, "nbf": now})
         with self.lock:
             self.tokens[token] = (user, float(exp))
         return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",

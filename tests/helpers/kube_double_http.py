@@ -63,14 +63,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, body: Any, call: Call | None = None) -> None:
+        if call is not None:
+            call.code = code  # before the answer leaves: the client may look at once
         raw = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
-        if call is not None:
-            call.code = code
 
     def _call(self, method: str) -> tuple[Call, bytes, dict[str, list[str]]]:
         from tests.helpers.kube_double import Call
@@ -160,11 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
             t = min(now + self.api.bookmark_s, deadline - 2)
             return t if t > now else float("inf")
         due = next_bookmark(start) if bookmarks else float("inf")
+        call.code = 200
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        call.code = 200
         with self.api.subscribe(coll, one("fieldSelector", ""), since) as q:
             try:
                 while not getattr(self.server, "closing", False):

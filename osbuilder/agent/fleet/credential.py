@@ -60,13 +60,14 @@ def claims(token: str) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
-def renew_at(token: str) -> float | None:
-    """When to fetch a new token (epoch seconds); None if the token carries no expiry."""
+def renew_at(token: str, now: float) -> float | None:
+    """When to fetch a new token (epoch seconds): at RENEW_AT of its lifetime, counted from
+    its issue (iat) or, without one, from `now`; None if the token carries no expiry."""
     c = claims(token)
     exp, iat = c.get("exp"), c.get("iat")
     if not isinstance(exp, int | float):
         return None
-    start = iat if isinstance(iat, int | float) and iat < exp else exp - LIFETIME_S
+    start = iat if isinstance(iat, int | float) and iat < exp else min(now, exp)
     return float(start + RENEW_AT * (exp - start))
 
 

@@ -102,7 +102,7 @@ def run_controller(endpoint: Endpoint, identity: str | None, metrics_address: st
 
     stop = stop or threading.Event()
     who = identity or socket.gethostname()
-    renew = credential.renew_at(endpoint.token) if endpoint.token else None
+    renew = credential.renew_at(endpoint.token, time.time()) if endpoint.token else None
     # in the controller's clock (a test may run it at another time of day)
     until = None if renew is None else clock() + renew - time.time()
     c = Controller(Kube(endpoint, f"osbuilder-controller/{who}"), who, clock=clock,
