@@ -10,7 +10,7 @@ from typing import Any
 
 from osbuilder.agent.fleet import protocol as pr
 from tests.helpers import rbac
-from tests.helpers.fleet_sim import Fleet, Install
+from tests.helpers.fleet_sim import Fleet, Install, Store
 from tests.helpers.kube_double import Call, KubeDouble
 
 CONTROLLER = f"{rbac.SA_PREFIX}kube-system:osbuilder-controller"
@@ -39,12 +39,13 @@ def first_claims(calls: list[Call]) -> dict[str, float]:
     return out
 
 
-def check_rollout(api: KubeDouble, fleet: Fleet, sh: dict[str, Any], calls: list[Call],
-                  marks: dict[str, float], metrics: dict[str, float], code: int) -> None:
+def check_rollout(store: Store, fleet: Fleet, sh: dict[str, Any], marks: dict[str, float],
+                  metrics: dict[str, float], code: int) -> None:
+    """What the API, the nodes and the metrics show, on the double or a real k3s."""
     n, c, failing = sh["nodes"], sh["concurrency"], set(sh["failing"])
     where = f"{n} nodes"
     assert code == 0, f"{where}: the controller exited {code} on SIGTERM"
-    st = api.get("osupgrades", "to-1.4.0")["status"]
+    st = store.get("osupgrades", "to-1.4.0")["status"]
     assert (st["phase"], st["upgraded"], st["failed"], st["pending"], st["total"]) == (
         "Complete", n - 4, 4, 0, n), f"{where}: {st}"
     assert {x["name"] for x in st["nodes"]} == failing  # listed: the failed ones only
@@ -59,19 +60,28 @@ def check_rollout(api: KubeDouble, fleet: Fleet, sh: dict[str, Any], calls: list
     assert all(a.end <= b.start for a, b in itertools.pairwise(servers)), "servers one by one"
     assert servers[-1].end <= min(i.start for i in agents), f"{where}: servers first"
     assert overlap(agents) <= c, f"{where}: more than {c} agents at once"
-    # the window: nothing claimed or started before it opened
-    claims = first_claims(calls)
     assert min(i.start for i in ins) >= marks["open"], f"{where}: started before the window"
-    assert min(claims.values()) >= marks["open"] + marks["mono_to_wall"] - 0.01, where
     # the halt: at maxFailures, plus at most the one node that was already in flight
     mf = sh["max_failures"]
     assert mf <= marks["failed_at_halt"] <= marks["failed_at_resume"] <= mf + 1, marks
     held = [i.node for i in ins if marks["halted"] <= i.start < marks["resumed"]]
     assert held == [], f"{where}: started while halted: {held}"
-    for name in fleet.nodes:
-        node = api.peek("nodes", name)
-        assert not node["spec"].get("unschedulable"), f"{name} left cordoned"
-        assert pr.CORDONED not in (node["metadata"].get("annotations") or {}), name
+    for node in store.items("nodes"):
+        assert not node["spec"].get("unschedulable"), f"{node['metadata']['name']} cordoned"
+        assert pr.CORDONED not in (node["metadata"].get("annotations") or {}), node
+    # the metrics say the same
+    assert metrics["osbuilder_node_upgrades_started_total"] == n
+    assert metrics["osbuilder_node_upgrades_succeeded_total"] == n - 4
+    assert metrics["osbuilder_node_upgrades_failed_total"] == 4
+    assert metrics['osbuilder_osupgrade_nodes{osupgrade="to-1.4.0",phase="Upgraded"}'] == n - 4
+    assert metrics['osbuilder_osupgrade_halted{osupgrade="to-1.4.0"}'] == 0
+
+
+def check_calls(calls: list[Call], sh: dict[str, Any], marks: dict[str, float]) -> None:
+    """What the double's record of every request shows."""
+    where = f"{sh['nodes']} nodes"
+    claims = first_claims(calls)  # the window: no node touched before it opened
+    assert min(claims.values()) >= marks["open"] + marks["mono_to_wall"] - 0.01, where
     # least privilege: every request allowed (RBAC and the Node authorizer enforced)
     refused = [(x.user, x.method, x.path, x.code) for x in calls if x.code in (401, 403)]
     assert refused == [], f"{where}: refused requests: {refused[:5]}"
@@ -81,12 +91,6 @@ def check_rollout(api: KubeDouble, fleet: Fleet, sh: dict[str, Any], calls: list
             assert x.resource == "nodes" and (x.name == own or x.query.endswith(
                 f"metadata.name%3D{own}") or f"metadata.name%3D{own}&" in x.query), (
                 f"watcher {own} touched {x.method} {x.path}?{x.query}")
-    # the metrics say the same
-    assert metrics["osbuilder_node_upgrades_started_total"] == n
-    assert metrics["osbuilder_node_upgrades_succeeded_total"] == n - 4
-    assert metrics["osbuilder_node_upgrades_failed_total"] == 4
-    assert metrics['osbuilder_osupgrade_nodes{osupgrade="to-1.4.0",phase="Upgraded"}'] == n - 4
-    assert metrics['osbuilder_osupgrade_halted{osupgrade="to-1.4.0"}'] == 0
 
 
 def per_node(counter: Counter[str], n: int) -> dict[str, float]:

@@ -27,14 +27,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from osbuilder.agent.fleet import credential
-from tests.helpers.fleet_checks import check_rollout, figures
-from tests.helpers.fleet_sim import Fleet
+from osbuilder.agent.fleet.kubeapi import Endpoint
+from tests.helpers.fleet_checks import check_calls, check_rollout, figures
+from tests.helpers.fleet_sim import Fleet, Store
 from tests.helpers.kube_double import KubeDouble, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +130,8 @@ def wait(what: Any, timeout: float, why: str, every: float = 0.05) -> None:
 
 
 def run(n: int, tmp: Path) -> dict[str, Any]:
-    """One rollout of an n-node fleet; its figures, after checking it went as it must."""
+    """One rollout of an n-node fleet on the API double; its figures, after checking it
+    went as it must."""
     sh = shape(n)
     api = KubeDouble()
     api.apply(manifest_docs())
@@ -138,31 +141,52 @@ def run(n: int, tmp: Path) -> dict[str, Any]:
         api.tokens[f"kubelet-{name}"] = (f"system:node:{name}", 0.0)
         return f"kubelet-{name}"
 
+    def started() -> int:  # count from the OSUpgrade on: the rollout's requests only
+        with api.lock:
+            api.calls.clear()
+            return len(api.items("events"))
+
+    with serve(api) as url:
+        admin = kubeconfig(tmp / "admin.yaml", url, "admin-token")
+        got = scenario(api, url, admin, sh, tmp, node_token, started=started)
+    calls = list(api.calls)
+    check_rollout(api, got["fleet"], sh, got["marks"], got["metrics"], got["code"])
+    check_calls(calls, sh, got["marks"])
+    out = figures(api, got["fleet"], sh, calls, got["marks"], got["metrics"])
+    out.update(got["figures"], events_posted=len(api.items("events")) - got["before"])
+    return out
+
+
+def scenario(store: Store, url: str | Endpoint, admin: Path, sh: dict[str, Any], tmp: Path,
+             node_token: Callable[[str], str] | None = None, pods: bool = True,
+             started: Callable[[], int] = lambda: 0, report_s: float = 300.0
+             ) -> dict[str, Any]:
+    """The fleet of `sh` on `store` (the double, or a real k3s), the controller as its own
+    process with the token the credential step gets with `admin`; until Complete."""
     # the nodes' records are written with fsync, as on a node: on tmpfs that is free, so a
     # node's upgrade takes NODE_UPGRADE_S whatever the disk is doing for others
     shm = Path("/dev/shm")
     state = Path(tempfile.mkdtemp(prefix="osb-fleet-", dir=shm if os.access(shm, os.W_OK)
                                   else tmp))
-    with serve(api) as url:
-        fleet = Fleet(api, url, state / "nodes", STEP_S, REBOOT_S, idle_s=5.0, watch_s=30,
-                      node_token=node_token)
-        try:
-            return _rollout(api, url, fleet, sh, tmp)
-        finally:
-            fleet.shutdown()
-            shutil.rmtree(state, ignore_errors=True)
+    fleet = Fleet(store, url, state / "nodes", STEP_S, REBOOT_S, idle_s=5.0, watch_s=30,
+                  node_token=node_token)
+    try:
+        for name in sh["servers"]:
+            fleet.add(name, server=True, pods=0, daemonset=pods)
+        for name in sh["agents"]:
+            fleet.add(name, fail=name in sh["failing"], pods=2 if pods else 0, daemonset=pods)
+        fleet.boot_all()
+        fleet.kubelet_reports(report_s)
+        ctl_cfg = tmp / "controller" / "kubeconfig"
+        credential.obtain(admin, ctl_cfg, wait_s=30)
+        return dict(_controlled(store, fleet, sh, ctl_cfg, tmp, started), fleet=fleet)
+    finally:
+        fleet.shutdown()
+        shutil.rmtree(state, ignore_errors=True)
 
 
-def _rollout(api: KubeDouble, url: str, fleet: Fleet, sh: dict[str, Any], tmp: Path
-             ) -> dict[str, Any]:
-    for name in sh["servers"]:
-        fleet.add(name, server=True, pods=0)
-    for name in sh["agents"]:
-        fleet.add(name, fail=name in sh["failing"])
-    fleet.boot_all()
-    fleet.kubelet_reports(300.0)
-    ctl_cfg = tmp / "controller" / "kubeconfig"
-    credential.obtain(kubeconfig(tmp / "admin.yaml", url, "admin-token"), ctl_cfg, wait_s=5)
+def _controlled(store: Store, fleet: Fleet, sh: dict[str, Any], ctl_cfg: Path, tmp: Path,
+                started: Callable[[], int]) -> dict[str, Any]:
     port = free_port()
     # the controller's clock reads a whole minute `lead` seconds from now: the window opens
     # then, OPEN_AFTER_S after the OSUpgrade is created (once the controller leads)
@@ -178,12 +202,10 @@ def _rollout(api: KubeDouble, url: str, fleet: Fleet, sh: dict[str, Any], tmp: P
         wait(lambda: _leading(port), lead - OPEN_AFTER_S, "the controller to sync and lead")
         time.sleep(max(opens_real - OPEN_AFTER_S - time.time(), 0))
         rss0, cpu0 = proc_figures(proc.pid)
-        with api.lock:
-            api.calls.clear()
-            first_event = len(api.items("events"))
+        before = started()
         mono_to_wall = time.time() - time.monotonic()
-        api.create("osupgrades", osupgrade(sh, opens_real + offset))
-        marks = _follow(api, sh, opens_real - mono_to_wall)
+        store.create("osupgrades", osupgrade(sh, opens_real + offset))
+        marks = _follow(store, sh, opens_real - mono_to_wall)
         marks["mono_to_wall"] = mono_to_wall
         rss, cpu = proc_figures(proc.pid)
         metrics = scrape(port)
@@ -191,13 +213,12 @@ def _rollout(api: KubeDouble, url: str, fleet: Fleet, sh: dict[str, Any], tmp: P
         proc.terminate()
         code = proc.wait(30)
         log.close()
-    calls = list(api.calls)
-    check_rollout(api, fleet, sh, calls, marks, metrics, code)
-    out = figures(api, fleet, sh, calls, marks, metrics)
-    out.update(controller_peak_rss_mib=round(rss, 1), controller_rss_before_mib=round(rss0, 1),
-               controller_cpu_s=round(cpu - cpu0, 2), controller_cpu_total_s=round(cpu, 2),
-               node_upgrade_s=NODE_UPGRADE_S, events_posted=len(api.items("events")) - first_event)
-    return out
+    return {"marks": marks, "metrics": metrics, "code": code, "before": before,
+            "figures": {"controller_peak_rss_mib": round(rss, 1),
+                        "controller_rss_before_mib": round(rss0, 1),
+                        "controller_cpu_s": round(cpu - cpu0, 2),
+                        "controller_cpu_total_s": round(cpu, 2),
+                        "node_upgrade_s": NODE_UPGRADE_S}}
 
 
 def _leading(port: int) -> bool:
@@ -209,24 +230,48 @@ def _leading(port: int) -> bool:
         "osbuilder_controller_plan_cpu_seconds_count", 0) > 0
 
 
-def _follow(api: KubeDouble, sh: dict[str, Any], t_open: float) -> dict[str, float]:
+def _follow(store: Store, sh: dict[str, Any], t_open: float) -> dict[str, float]:
     """Watch the status: note the halt, hold it, raise maxFailures, wait for Complete."""
     marks: dict[str, float] = {"open": t_open}
     limit = 60 + 0.15 * sh["nodes"]
     end = time.monotonic() + limit
     while time.monotonic() < end:
-        with api.lock:
-            st = api.peek("osupgrades", NAME).get("status") or {}
-            phase, failed = st.get("phase"), int(st.get("failed") or 0)
+        st = store.get("osupgrades", NAME).get("status") or {}
+        phase, failed = st.get("phase"), int(st.get("failed") or 0)
         now = time.monotonic()
         if phase == "Halted" and "halted" not in marks:
             marks.update(halted=now, failed_at_halt=failed)
         if "halted" in marks and "resumed" not in marks and now - marks["halted"] >= HOLD_S:
             marks.update(resumed=now, failed_at_resume=failed)
-            api.patch("osupgrades", NAME, {"spec": {"maxFailures": 10}})
+            store.patch("osupgrades", NAME, {"spec": {"maxFailures": 10}})
         if phase == "Complete" and "resumed" in marks:
             marks["complete"] = now
             return marks
         time.sleep(0.02)
     raise AssertionError(f"{sh['nodes']} nodes: no Complete within {limit:.0f} s; marks "
                          f"{marks}; status {st}")
+
+
+def agent(*args: str) -> list[str]:
+    """`osbuilder-agent ARGS` as /usr/bin/osbuilder-agent in the image runs it."""
+    return [sys.executable, "-c", "import sys; from osbuilder.agent.cli import main; "
+            "sys.exit(main())", *args]
+
+
+def watcher_process_rss(tmp: Path) -> float:
+    """Peak RSS (MiB) of a real `osbuilder-agent watch-node` process that has synced its
+    Node and reported its version, as on every node of a fleet."""
+    api = KubeDouble()
+    api.create("nodes", {"metadata": {"name": "idle-1", "labels": {}}, "spec": {}})
+    with serve(api) as url:
+        cfg = kubeconfig(tmp / "watcher.yaml", url, "t")
+        proc = subprocess.Popen(agent("watch-node", "--kubeconfig", str(cfg), "--node",
+                                      "idle-1"), cwd=ROOT, stdout=subprocess.DEVNULL)
+        try:
+            wait(lambda: "osbuilder.io/version" in (api.get("nodes", "idle-1")["metadata"].get(
+                "annotations") or {}), 30, "the watch-node process to report")
+            time.sleep(0.5)
+            return proc_figures(proc.pid)[0]
+        finally:
+            proc.terminate()
+            proc.wait(10)

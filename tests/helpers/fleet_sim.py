@@ -129,7 +129,10 @@ class SimNode:
             fleet, name, server, version, fail)
         self.paths = AgentPaths(state_dir=fleet.tmp / name)
         self.paths.state_dir.mkdir(parents=True)
-        fleet.api.create("nodes", node_obj(name, server, labels))
+        obj = node_obj(name, server, labels)
+        fleet.api.create("nodes", obj)
+        # a real API server takes no status with a create: the kubelet reports it after
+        fleet.api.patch("nodes", name, {"status": obj["status"]}, "status")
         self._thread: threading.Thread | None = None
         self._installing: threading.Thread | None = None
         self._stop = threading.Event()

@@ -108,7 +108,7 @@ def test_controller_stops_at_the_first_401(api: tuple[KubeDouble, str]) -> None:
     d.apply(manifest_docs())
     token = d.issue_token("kube-system", "osbuilder-controller", 1)["status"]["token"]
     ctl = Controller(Kube(Endpoint(url, None, token), "osbuilder-controller/t"), "t",
-                     idle_s=0.2, log=lambda m: None)  # told nothing of its expiry
+                     lease_s=3, idle_s=0.2, log=lambda m: None)  # told nothing of its expiry
     stop = threading.Event()
     threading.Timer(10, stop.set).start()  # a bound, should the 401 go unnoticed
     why = ctl.run(stop)

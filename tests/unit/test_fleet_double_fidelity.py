@@ -133,8 +133,8 @@ def test_5_bookmarks_spare_a_selective_watcher_the_relist() -> None:
         t.start()
         try:
             inf = Informer(kube, NODES, lambda: None, {"fieldSelector": "metadata.name=n1"},
-                           watch_s=4, log=lambda m: None).start()
-            time.sleep(5)  # a reconnect 4 s in: n1's own version is compacted by then
+                           watch_s=3, log=lambda m: None).start()
+            time.sleep(3.5)  # a reconnect 3 s in: n1's own version is compacted by then
             inf.stop()
             marks = watch(kube, str(d.rv), 3, fieldSelector="metadata.name=n1")
         finally:

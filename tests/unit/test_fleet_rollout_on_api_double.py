@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from bench.fleet import kubeconfig, rollout
 from osbuilder.agent.fleet import protocol as pr
 from osbuilder.agent.fleet.controller import Controller
 from osbuilder.agent.fleet.kubeapi import Endpoint, Kube
+from tests.helpers.fleet_scale import kubeconfig, watcher_process_rss
 from tests.helpers.fleet_sim import Fleet, Install
 from tests.helpers.kube_double import KubeDouble, serve
 
@@ -332,7 +332,7 @@ def test_controller_killed_mid_rollout_resumes(api: tuple[KubeDouble, str], flee
     d, url = api
     fleet.standard()
     fleet.boot_all()
-    cfg = kubeconfig(tmp_path, url)
+    cfg = kubeconfig(tmp_path / "kubeconfig.yaml", url, "t")
     procs: list[subprocess.Popen[bytes]] = []
     writes = 0
 
@@ -360,14 +360,10 @@ def test_controller_killed_mid_rollout_resumes(api: tuple[KubeDouble, str], flee
     check_order_and_cordons(d, fleet)
 
 
-def test_real_processes_rss_requests_and_rollout_time(tmp_path: Path) -> None:
-    """`osbuilder-agent controller` and `osbuilder-agent watch-node` as real processes at
-    their production timings (bench/fleet.py): the issue's RSS targets, and the API
-    requests per node per upgrade stay few."""
-    f = rollout(tmp_path)
-    print(f)
-    assert f["controller_peak_rss_mib"] <= 60, f
-    assert f["watcher_peak_rss_mib"] <= 30, f
-    assert f["requests_per_node"]["controller"] <= 20, f
-    assert f["requests_per_node"]["watchers"] <= 10, f
-    assert f["rollout_seconds"] < 60, f
+def test_watch_node_process_rss(tmp_path: Path) -> None:
+    """`osbuilder-agent watch-node` runs on every node, Raspberry Pis included: as a real
+    process, synced and reporting, it stays small (the controller's figures are in
+    tests/unit/test_fleet_scale.py)."""
+    rss = watcher_process_rss(tmp_path)
+    print(f"watch-node process peak RSS {rss:.1f} MiB")
+    assert rss <= 30
