@@ -27,12 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clock-offset", type=float, default=0.0)
     ap.add_argument("--busy-s", type=float, default=1.0)
     ap.add_argument("--idle-s", type=float, default=10.0)
+    ap.add_argument("--writers", type=int, default=4)
     args = ap.parse_args(argv)
     offset = args.clock_offset
     try:
         return run_controller(load_kubeconfig(args.kubeconfig), args.identity, args.metrics,
                               clock=lambda: time.time() + offset, busy_s=args.busy_s,
-                              idle_s=args.idle_s)
+                              idle_s=args.idle_s, writers=args.writers)
     except OsbError as exc:
         print(f"run_controller: {exc}", file=sys.stderr)
         return 2

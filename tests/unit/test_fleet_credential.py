@@ -130,3 +130,21 @@ def test_fetch_token_before_k3s_is_up_waits_quietly(
     assert f"waiting for the k3s admin kubeconfig ({tmp_path / 'k3s.yaml'})" in out
     assert "no ServiceAccount token yet" in out
     assert not (tmp_path / "kubeconfig").exists()
+
+
+def test_the_unit_runs_the_controller_unprivileged_with_its_token_only() -> None:
+    """The shipped unit: the token step privileged ("+"), the controller as a dynamic user
+    whose runtime directory is where the step writes (service.CONTROLLER_KUBECONFIG)."""
+    unit = Path(__file__).resolve().parents[2] / (
+        "overlays/common/usr/lib/systemd/system/osbuilder-controller.service")
+    keys: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            keys.setdefault(k, []).append(v)
+    assert keys["DynamicUser"] == ["yes"] and keys["NoNewPrivileges"] == ["yes"]
+    assert keys["ExecStartPre"] == ["+/usr/bin/osbuilder-agent controller --fetch-token"]
+    assert keys["ExecStart"] == ["/usr/bin/osbuilder-agent controller"]
+    assert "k3s.yaml" not in unit.read_text()
+    assert service.CONTROLLER_KUBECONFIG.parent == Path("/run") / keys["RuntimeDirectory"][0]
+    assert keys["RuntimeDirectoryMode"] == ["0700"]

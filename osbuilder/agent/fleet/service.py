@@ -83,13 +83,22 @@ def controller(kubeconfig: Path | None, identity: str | None,
     if not path.is_file():
         print(f"osbuilder-controller: no ServiceAccount token yet ({path}); waiting for k3s, "
               "then restarting to fetch one", flush=True)
-        had_admin, end = ADMIN_KUBECONFIG.exists(), time.monotonic() + RETRY_S
+        had_admin, end = _exists(ADMIN_KUBECONFIG), time.monotonic() + RETRY_S
         while not stop.is_set() and time.monotonic() < end and (
-                had_admin or not ADMIN_KUBECONFIG.exists()):
+                had_admin or not _exists(ADMIN_KUBECONFIG)):
             stop.wait(WAIT_S)
         return 0 if stop.is_set() else EX_TEMPFAIL
     address = metrics.DEFAULT_ADDRESS if metrics_address is None else metrics_address
     return run_controller(load_kubeconfig(path), identity, address, stop=stop)
+
+
+def _exists(path: Path) -> bool:
+    """As the controller's user, who may not be allowed to look into k3s's folder: then
+    it cannot tell, and waits out RETRY_S."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def run_controller(endpoint: Endpoint, identity: str | None, metrics_address: str,
