@@ -1,7 +1,7 @@
 """The fleet at 10 and 100 nodes (`make test`) and 1,000 (`make test-all`, marked slow):
 the scenario of tests/helpers/fleet_scale.py, checked by tests/helpers/fleet_checks.py
 (order, concurrency, window, halt within one node of maxFailures, end state, least
-privilege, metrics), and the issue's targets, the same at every size:
+privilege, metrics), and the targets for fleet scale, the same at every size:
 
 - controller writes per node per upgrade under one constant (cordon, request, uncordon,
   the evictions of its two pods, three events, and its share of status writes);

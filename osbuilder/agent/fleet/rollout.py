@@ -2,8 +2,9 @@
 an instant → each OSUpgrade's new status, the node actions, the events.
 
 Level-triggered: nothing here remembers the last call. What a rollout has done lives in the
-API: per-node records in the OSUpgrade status (Draining since when, Upgraded, Failed) and
-the node protocol annotations (protocol.py). So a controller killed at any point plans the
+API: per-node records in the OSUpgrade status (Draining since when, Upgrading, Failed; an
+Upgraded node is recognised again from its Node each pass) and the node protocol
+annotations (protocol.py). So a controller killed at any point plans the
 same next step after its restart, and a node is never asked twice for one request.
 
 Rules, in order of precedence:

@@ -115,6 +115,6 @@ def status_of(obj: Obj, outcome: Outcome, target: str | None, now: float) -> Obj
 
 
 def same_status(a: Obj, b: Obj) -> bool:
-    """Whether a write would change anything (the API server would take it as a no-op,
-    but the request would still be made)."""
+    """True when writing `a` over `b` would change nothing: no request then (the API server
+    would take it as a no-op, but it would still be a request)."""
     return a == b
