@@ -28,7 +28,7 @@ help:
 	@echo "make test    lint + unit + integration + representative QEMU boots"
 	@echo "make test-all  everything, including the slow QEMU and board legs"
 	@echo "make bench   build and boot figures, osbuilder side by side with diskimage-builder"
-	@echo "make bench-fleet  fleet upgrade figures: controller/watcher RSS, API requests, rollout time"
+	@echo "make bench-fleet  fleet rollout at 10/100/1,000 nodes: requests per node, controller RSS/CPU, planner time"
 	@echo "make dib     install diskimage-builder (rootfs backend dib) into $(DIB_VENV)"
 
 deps:
@@ -86,8 +86,11 @@ test-all: deps venv dib lint
 bench: deps venv dib
 	$(PY) bench/bench.py
 
+# the simulated fleet at 10, 100 and 1,000 nodes (minutes): a table, and JSON + SVG under
+# bench/results/; SIZES=10,100 for a quicker look
+SIZES ?= 10,100,1000
 bench-fleet: venv
-	$(PY) bench/fleet.py
+	$(PY) bench/fleet.py --sizes $(SIZES)
 
 clean:
 	rm -rf $(OUT) $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
-    ctl.add_argument("--kubeconfig", type=Path, help="default: /etc/rancher/k3s/k3s.yaml")
+    ctl.add_argument("--kubeconfig", type=Path,
+                     help="its ServiceAccount's (default: /run/osbuilder-controller/kubeconfig)")
+    ctl.add_argument("--fetch-token", action="store_true", help="(root) write that kubeconfig "
+                     "with a token asked with k3s's admin kubeconfig, then exit")
+    ctl.add_argument("--metrics", help="HOST:PORT serving Prometheus metrics at /metrics "
+                     "(default 127.0.0.1:9733; '' for none)")
     ctl.add_argument("--identity", help="name in the leader Lease (default: hostname)")
     wn = sub.add_parser("watch-node", help="carry out fleet upgrades the controller asks "
                         "this node for (annotations on its Node)")
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             from osbuilder.node.fleet import service
 
             if args.command == "controller":
-                return service.controller(args.kubeconfig, args.identity)
+                return service.controller(args.kubeconfig, args.identity, args.metrics,
+                                          args.fetch_token)
             return service.watch_node(args.kubeconfig, args.node, paths)
         if args.command in ("upgrade", "rollback", "mark-good", "health-gate", "bootloader"):
             from osbuilder.node.upgrade import actions as node

@@ -124,6 +124,9 @@ class Kube:
         self.agent = agent
         self.timeout = timeout
         self.calls: Counter[str] = Counter()  # "GET", "PATCH", … : API request figures
+        # set by any 401: the credential expired or was revoked, and no retry can mend
+        # that; the controller restarts so that its credential step fetches a new one
+        self.unauthorized = threading.Event()
         self._local = threading.local()
         self._lock = threading.Lock()
         u = urlsplit(endpoint.server)
@@ -169,6 +172,8 @@ class Kube:
                 if attempt == 2:
                     raise OsbError(f"Kubernetes API {method} {path}: {exc}") from exc
         if resp.status >= 400:
+            if resp.status == 401:
+                self.unauthorized.set()
             raise ApiError(resp.status, method, path, raw.decode(errors="replace"))
         return json.loads(raw) if raw else {}
 
@@ -199,6 +204,8 @@ class Kube:
             conn.request("GET", f"{path}?{urlencode(q)}", headers=self._headers(None))
             resp = conn.getresponse()
             if resp.status >= 400:
+                if resp.status == 401:
+                    self.unauthorized.set()
                 raise ApiError(resp.status, "WATCH", path, resp.read().decode(errors="replace"))
             while line := resp.readline():
                 if line.strip():

@@ -2,13 +2,18 @@
 
     K3S_BIN=/usr/local/bin/k3s pytest tests/e2e/test_fleet_real_k3s.py   (as root)
 
-It starts `k3s server` (no agent, no add-ons) in a temp folder, installs the CRD shipped in
-the image (so a real API server checks that its schema is structural and valid), creates a
-2-server + 4-agent fleet of Node objects whose node side is the real watcher with the slot
-install replaced by a recorder (tests/helpers/fleet_sim.py; TEST DOUBLE for RAUC and the
-reboot: there are no machines behind these Nodes), runs the real controller, and checks
-servers first, concurrency, cordon/uncordon and Complete. Without K3S_BIN it is skipped:
-k3s cannot be downloaded on the machine this project is developed on.
+It starts `k3s server` (no agent, no add-ons) in a temp folder, applies the manifests the
+image ships (the OSUpgrade CRD, so a real API server checks that its schema is structural
+and valid; the controller's ServiceAccount and RBAC) and runs the scenario of
+tests/helpers/fleet_scale.py at 10 nodes, as `make test` runs it on the API double: the
+credential step asks the real TokenRequest API with k3s's admin kubeconfig, and the
+controller, its own process, holds that token only, so k3s's RBAC authorizer checks each
+of its requests against the ClusterRole. The nodes' side is the real watcher with the
+slot install replaced by a recorder (tests/helpers/fleet_sim.py; TEST DOUBLE for RAUC and
+the reboot: there are no machines behind these Nodes, and no kubelet, so they carry no
+pods, and their simulated kubelets report every 20 s lest the node lifecycle controller
+mark them unreachable). Without K3S_BIN it is skipped: k3s cannot be downloaded on the
+machine this project is developed on.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,18 +30,23 @@ import pytest
 import yaml
 
 from osbuilder.node.fleet import protocol as pr
-from osbuilder.node.fleet.controller import Controller
 from osbuilder.node.kubeapi import ApiError, Kube, load_kubeconfig
 from osbuilder.shared.errors import OsbError
-from tests.helpers.fleet_sim import Fleet
+from tests.helpers.fleet_checks import check_rollout
+from tests.helpers.fleet_scale import MANIFESTS, scenario, shape
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "osbuilder/host/overlays/common/usr/share/osbuilder/manifests/osupgrade-crd.yaml"
 K3S_BIN = os.environ.get("K3S_BIN", "")
 PATHS = {"nodes": pr.NODES, "pods": "/api/v1/namespaces/default/pods",
          "osupgrades": pr.OSUPGRADES, "events": "/api/v1/namespaces/default/events"}
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+KINDS = {"CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+         "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+         "ClusterRole": f"{RBAC}/clusterroles",
+         "ClusterRoleBinding": f"{RBAC}/clusterrolebindings",
+         "Role": f"{RBAC}/namespaces/{{ns}}/roles",
+         "RoleBinding": f"{RBAC}/namespaces/{{ns}}/rolebindings"}
 
 
 class RealStore:
@@ -55,8 +64,9 @@ class RealStore:
     def get(self, coll: str, key: str) -> dict[str, Any]:
         return self.kube.get(self._path(coll, key))
 
-    def items(self, coll: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self.kube.get(self._path(coll)).get("items", [])
+    def items(self, coll: str, field_selector: str = "") -> list[dict[str, Any]]:
+        q = {"fieldSelector": field_selector} if field_selector else {}
+        items: list[dict[str, Any]] = self.kube.get(self._path(coll), **q).get("items", [])
         return items
 
     def patch(self, coll: str, key: str, patch: dict[str, Any], subresource: str = ""
@@ -65,8 +75,13 @@ class RealStore:
                                                         else ""), patch)
 
 
+def apply(kube: Kube, doc: dict[str, Any]) -> None:
+    path = KINDS[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
+    kube.post(path, doc)
+
+
 @pytest.fixture
-def k3s(tmp_path: Path) -> Iterator[Kube]:
+def k3s(tmp_path: Path) -> Iterator[tuple[Kube, Path]]:
     if not K3S_BIN:
         pytest.skip("K3S_BIN not set: no real k3s binary here (it cannot be downloaded on "
                     "this machine); set K3S_BIN=/path/to/k3s to run against a real k3s")
@@ -92,8 +107,9 @@ def k3s(tmp_path: Path) -> Iterator[Kube]:
                     kube = None
             time.sleep(1)
         assert kube is not None, (tmp_path / "k3s.log").read_text()[-3000:]
-        crd = yaml.safe_load(CRD.read_text())
-        kube.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        for f in sorted(MANIFESTS.glob("*.yaml")):
+            for doc in yaml.safe_load_all(f.read_text()):
+                apply(kube, doc)
         for _ in range(60):
             got = kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
                            "osupgrades.osbuilder.io")
@@ -103,59 +119,25 @@ def k3s(tmp_path: Path) -> Iterator[Kube]:
             time.sleep(0.5)
         else:
             raise AssertionError(f"CRD not established: {got.get('status')}")
-        yield kube
+        yield kube, cfg
     finally:
         proc.terminate()
         proc.wait(60)
         shutil.rmtree(tmp_path / "data", ignore_errors=True)
 
 
-def test_fleet_rollout_on_real_k3s(k3s: Kube, tmp_path: Path) -> None:
-    store = RealStore(k3s)
-    fleet = Fleet(store, k3s.endpoint, tmp_path)
-    for i in (1, 2):
-        fleet.add(f"server-{i}", server=True, pods=0, daemonset=False)
-    for i in (1, 2, 3, 4):
-        # no kubelet: a pod bound to these Nodes could never terminate
-        fleet.add(f"agent-{i}", pods=0, daemonset=False)
-    for name in fleet.nodes:
-        store.patch("nodes", name, {"status": {"conditions": [
-            {"type": "Ready", "status": "True", "reason": "Sim", "message": "simulated"}]}},
-            "status")
-    fleet.boot_all()
-    ctl = Controller(Kube(k3s.endpoint, "osbuilder-controller/e2e"), "e2e", idle_s=0.5,
-                     busy_s=0.2, log=print)
-    stop = threading.Event()
-    t = threading.Thread(target=ctl.run, args=(stop,), daemon=True)
-    t.start()
-    try:
-        store.create("osupgrades", {
-            "apiVersion": "osbuilder.io/v1alpha1", "kind": "OSUpgrade",
-            "metadata": {"name": "to-1.4.0"},
-            "spec": {"version": "1.4.0", "bundleURL": "https://updates.example.com/{board}/"
-                     "osbuilder-{board}-{version}.raucb", "concurrency": 2, "maxFailures": 1,
-                     "nodeSelector": {"matchLabels": {"site": "plant-7"}}}})
-        with pytest.raises(ApiError) as bad:  # the real API server applies the schema
-            store.create("osupgrades", {"apiVersion": "osbuilder.io/v1alpha1",
-                                        "kind": "OSUpgrade", "metadata": {"name": "bad"},
-                                        "spec": {"version": "1.4.0", "concurrency": 0,
-                                                 "bundleURL": "https://x/y.raucb"}})
-        assert bad.value.status == 422
-        end = time.monotonic() + 40  # before k3s marks the kubelet-less Nodes unreachable
-        while time.monotonic() < end:
-            st = store.get("osupgrades", "to-1.4.0").get("status") or {}
-            if st.get("phase") == "Complete":
-                break
-            time.sleep(0.2)
-        assert st.get("phase") == "Complete", st
-    finally:
-        ctl.stop(stop)
-        t.join(10)
-        fleet.shutdown()
-    assert st["progress"] == "6/6"
-    ins = fleet.installs
-    assert [i.node for i in ins[:2]] == ["server-1", "server-2"]
-    assert ins[0].end <= ins[1].start and max(i.end for i in ins[:2]) <= min(
-        i.start for i in ins[2:])
-    assert all(i.cordoned for i in ins)
-    assert not any(n["spec"].get("unschedulable") for n in store.items("nodes"))
+def test_fleet_scenario_on_real_k3s(k3s: tuple[Kube, Path], tmp_path: Path) -> None:
+    kube, admin = k3s
+    store = RealStore(kube)
+    with pytest.raises(ApiError) as bad:  # the real API server applies the schema
+        store.create("osupgrades", {"apiVersion": "osbuilder.io/v1alpha1",
+                                    "kind": "OSUpgrade", "metadata": {"name": "bad"},
+                                    "spec": {"version": "1.4.0", "concurrency": 0,
+                                             "bundleURL": "https://x/y.raucb"}})
+    assert bad.value.status == 422
+    sh = shape(10)
+    got = scenario(store, kube.endpoint, admin, sh, tmp_path, pods=False, report_s=20.0)
+    log = (tmp_path / "controller.log").read_text()
+    assert "forbidden" not in log.lower(), log[-3000:]  # RBAC granted all it asked
+    check_rollout(store, got["fleet"], sh, got["marks"], got["metrics"], got["code"])
+    print(f"real k3s, 10 nodes: {got['figures']}")

@@ -1,37 +1,82 @@
 """An in-process Kubernetes API server: TEST DOUBLE.
 
-A real kube-apiserver (or k3s) cannot run here, so this serves, over HTTP on loopback, the
-part of the API the fleet controller and node watcher use, with the same wire behaviour:
-LIST with resourceVersion, WATCH streams (chunked JSON lines, replay from a resourceVersion,
-timeoutSeconds), JSON merge patches (RFC 7386), the status subresource (a PATCH of the main
-object leaves .status alone, and the other way round; metadata.generation counts spec
-changes), POST/PUT with 409 on conflicts, Evictions refused with 429 by a
-PodDisruptionBudget, Leases, Events. No authentication: clients are told apart by their
-User-Agent. tests/e2e/test_fleet_real_k3s.py runs the same scenario on a real k3s.
+A real kube-apiserver (or k3s) cannot run here, so this serves, over HTTP on loopback
+(kube_double_http.py), the part of the API that the fleet controller, its credential step
+and the node watcher use. Each behaviour of the real server they rely on, with the page
+that documents it; each has a test against this double in
+tests/unit/test_fleet_double_fidelity.py, and tests/e2e/test_fleet_real_k3s.py runs the
+fleet scenario (tests/helpers/fleet_scale.py) on a real k3s.
+
+1. JSON merge patch, RFC 7386: maps merge key by key, null deletes a key, a list is
+   replaced whole; a PATCH must say application/merge-patch+json (else 415).
+   https://www.rfc-editor.org/rfc/rfc7386
+   https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply
+2. Optimistic concurrency: a PUT, or a PATCH carrying metadata.resourceVersion, with a
+   resourceVersion other than the stored one fails 409 Conflict; creating an existing name
+   409 AlreadyExists; a write that changes nothing keeps the resourceVersion, no event.
+   https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#concurrency-control-and-consistency
+3. LIST, then WATCH from the list's resourceVersion: the events after it, in order; LIST
+   in pages (limit, continue), all pages from the first page's snapshot; fieldSelector
+   metadata.name, and spec.nodeName for pods.
+   https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes
+   https://kubernetes.io/docs/reference/using-api/api-concepts/#retrieving-large-results-sets-in-chunks
+4. 410 Gone: history is kept for a window only (the API server's watch cache keeps about
+   75 s: eventFreshDuration, k8s.io/apiserver/pkg/storage/cacher/watch_cache.go); a watch
+   from an older resourceVersion gets an ERROR event with code 410, a continue token
+   whose snapshot is older an HTTP 410 (reason Expired). (Same page as 3.)
+5. Watch bookmarks (allowWatchBookmarks=true): BOOKMARK events carrying only the current
+   resourceVersion, about every minute and 2 s before the watch's timeout
+   (cacheWatcher.nextBookmarkTime, k8s.io/apiserver/pkg/storage/cacher/cache_watcher.go).
+   https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks
+6. Eviction: POST pods/NAME/eviction removes the pod, or answers 429 Too Many Requests
+   while a PodDisruptionBudget forbids it.
+   https://kubernetes.io/docs/concepts/scheduling-eviction/api-eviction/
+7. Status subresource (nodes, pods, OSUpgrades): writes to the object leave .status alone,
+   writes to /status change .status only; metadata.generation counts the changes outside
+   metadata and status.
+   https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource
+8. TokenRequest: POST serviceaccounts/NAME/token issues a bearer token (a JWT carrying
+   exp) for an existing ServiceAccount; a request with an expired token is answered 401.
+   https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-request-v1/
+9. Authorization: ServiceAccount tokens through RBAC, kubelet identities through the Node
+   authorizer (tests/helpers/rbac.py); a request neither allows is answered 403.
+   https://kubernetes.io/docs/reference/access-authn-authz/rbac/
+
+Not modelled: label selectors, strategic merge and apply patches, admission webhooks,
+schema validation of custom resources, graceful termination (an evicted pod is gone at
+once). Tokens this double did not issue (none, or a test's admin token) are not checked.
+Every request is recorded as a Call (user, verb, resource, subresource, namespace, name).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import queue
-import ssl
+import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from tests.helpers import rbac
+from tests.helpers.kube_double_watch import ApiFail, Watching
 
 Obj = dict[str, Any]
-CLUSTER = ("nodes", "osupgrades")
+CLUSTER = ("nodes", "osupgrades", "clusterroles", "clusterrolebindings")
+WITH_STATUS = ("nodes", "pods", "osupgrades")  # have a status subresource
+KINDS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
+         "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
+         "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions"}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386. Shares untouched subtrees with `target`: stored objects are never changed
+    in place, so history and watchers can hold them without copies."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     out = dict(target) if isinstance(target, dict) else {}
@@ -43,112 +88,180 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class ApiFail(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+def rfc3339(t: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if t is None else t, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
 class Call:
     agent: str
-    method: str
+    method: str  # HTTP method, or WATCH
     path: str
     t: float
+    user: str = ""
+    verb: str = ""
+    group: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    query: str = ""
+    size: int = 0  # request body bytes
+    code: int = 0  # the answer's HTTP status
+
+    def request(self) -> rbac.Request:
+        return rbac.Request(self.user, self.verb, self.group, self.resource,
+                            self.subresource, self.namespace, self.name)
+
+
+def jwt(claims: Mapping[str, Any]) -> str:
+    """A token shaped like the API server's (header.claims.signature); unsigned: only this
+    double checks it, by lookup."""
+    def part(d: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'none'})}.{part(claims)}.{secrets.token_urlsafe(24)}"
 
 
 @dataclass
-class KubeDouble:
-    """The store and its rules; `serve()` puts it on a loopback port."""
+class KubeDouble(Watching):
+    """The store and its rules; `serve()` puts it on a loopback port. LIST and WATCH are
+    in kube_double_watch.py."""
 
+    history_s: float = 75.0  # watch history kept (the API server's watch cache)
+    bookmark_s: float = 60.0  # BOOKMARK period within one watch
     rv: int = 0
     store: dict[str, dict[str, Obj]] = field(default_factory=dict)  # collection → key → obj
-    history: list[tuple[int, str, str, Obj]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     pdbs: list[Obj] = field(default_factory=list)  # {namespace, matchLabels, minAvailable}
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # → (user, expiry)
+    rbac_docs: list[Obj] = field(default_factory=list)  # Roles and bindings applied
     on_call: Callable[[Call], None] | None = None
+    expired_watches: int = 0  # watches answered 410
     lock: threading.RLock = field(default_factory=threading.RLock)
-    watchers: list[tuple[str, Callable[[Obj], bool], queue.Queue[Any]]] = field(
-        default_factory=list)
+    _hist: list[tuple[int, float, str, str, Obj]] = field(default_factory=list)
+    _hrv: list[int] = field(default_factory=list)
+    _hstart: int = 0
+    compacted: int = 0  # events up to this resourceVersion are gone
+    _named: dict[tuple[str, str], list[queue.Queue[Any]]] = field(default_factory=dict)
+    _any: dict[str, list[tuple[Callable[[Obj], bool], queue.Queue[Any]]]] = field(
+        default_factory=dict)
+    _snaps: dict[str, tuple[int, list[Obj]]] = field(default_factory=dict)
+    _rules: dict[str, list[rbac.Rule]] = field(default_factory=dict)
+    _pods_on: dict[str, set[str]] = field(default_factory=dict)
+    _pod_node: dict[str, str] = field(default_factory=dict)
 
-    # -- store -----------------------------------------------------------------------------
-    def _key(self, coll: str, obj: Obj) -> str:
+    # -- store -------------------------------------------------------------------------------
+    def key(self, coll: str, obj: Obj) -> str:
         m = obj["metadata"]
         return m["name"] if coll in CLUSTER else f"{m.get('namespace', 'default')}/{m['name']}"
 
     def _commit(self, coll: str, kind: str, obj: Obj) -> Obj:
         self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
+        now = time.time()
+        obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=str(self.rv)))
         items = self.store.setdefault(coll, {})
+        key = self.key(coll, obj)
         if kind == "DELETED":
-            items.pop(self._key(coll, obj), None)
+            items.pop(key, None)
         else:
-            items[self._key(coll, obj)] = obj
-        snap = copy.deepcopy(obj)
-        self.history.append((self.rv, coll, kind, snap))
-        for c, match, q in self.watchers:
-            if c == coll and match(snap):
-                q.put({"type": kind, "object": snap})
-        return copy.deepcopy(obj)
+            items[key] = obj
+        self._hist.append((self.rv, now, coll, kind, obj))
+        self._hrv.append(self.rv)
+        self._compact(now)
+        self._index(coll, key, kind, obj)
+        return obj
 
-    def create(self, coll: str, obj: Obj) -> Obj:
+    # Writes return the stored object itself with copy_out=False (the HTTP face, which only
+    # serialises it), else a copy the caller may change. Copies are made outside the lock.
+    def create(self, coll: str, obj: Obj, copy_out: bool = True) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if coll not in CLUSTER:
+            meta.setdefault("namespace", "default")
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", rfc3339())
+        meta["generation"] = 1
         with self.lock:
-            obj = copy.deepcopy(obj)
-            meta = obj.setdefault("metadata", {})
-            if coll not in CLUSTER:
-                meta.setdefault("namespace", "default")
-            if self._key(coll, obj) in self.store.get(coll, {}):
-                raise ApiFail(409, f"{coll} {meta['name']} already exists")
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", now_rfc3339())
-            meta["generation"] = 1
-            return self._commit(coll, "ADDED", obj)
+            if self.key(coll, obj) in self.store.get(coll, {}):
+                raise ApiFail(409, f'{coll} "{meta["name"]}" already exists', "AlreadyExists")
+            out = self._commit(coll, "ADDED", obj)
+        return copy.deepcopy(out) if copy_out else out
 
-    def get(self, coll: str, key: str) -> Obj:
-        with self.lock:
-            obj = self.store.get(coll, {}).get(key)
-            if obj is None:
-                raise ApiFail(404, f"{coll} {key} not found")
-            return copy.deepcopy(obj)
+    def peek(self, coll: str, key: str) -> Obj:
+        """The stored object itself: read-only, for this package's helpers."""
+        obj = self.store.get(coll, {}).get(key)
+        if obj is None:
+            raise ApiFail(404, f'{coll} "{key}" not found', "NotFound")
+        return obj
 
-    def items(self, coll: str) -> list[Obj]:
+    def get(self, coll: str, key: str, copy_out: bool = True) -> Obj:
         with self.lock:
-            return [copy.deepcopy(o) for o in self.store.get(coll, {}).values()]
+            out = self.peek(coll, key)
+        return copy.deepcopy(out) if copy_out else out
 
-    def patch(self, coll: str, key: str, patch: Obj, subresource: str = "") -> Obj:
+    def items(self, coll: str, field_selector: str = "") -> list[Obj]:
+        found, _, _ = self.list_page(coll, field_selector, "", 0, "")
+        return copy.deepcopy(found)
+
+    def patch(self, coll: str, key: str, patch: Obj, subresource: str = "",
+              copy_out: bool = True) -> Obj:
+        out = self._patch(coll, key, patch, subresource)
+        return copy.deepcopy(out) if copy_out else out
+
+    def _patch(self, coll: str, key: str, patch: Obj, subresource: str) -> Obj:
         with self.lock:
-            old = self.get(coll, key)
+            old = self.peek(coll, key)
             if subresource == "status":
                 new = dict(old, status=merge_patch(old.get("status") or {},
                                                    patch.get("status") or {}))
             else:
-                new = merge_patch(old, {k: v for k, v in patch.items() if k != "status"
-                                        or coll not in ("osupgrades", "nodes", "pods")})
                 rv = (patch.get("metadata") or {}).get("resourceVersion")
                 if rv and rv != old["metadata"]["resourceVersion"]:
-                    raise ApiFail(409, "the object has been modified")
-                if new.get("spec") != old.get("spec"):
-                    new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
-            return self._commit(coll, "MODIFIED", new)
+                    raise ApiFail(409, f'Operation cannot be fulfilled on {coll} "{key}": the '
+                                  "object has been modified; please apply your changes to the "
+                                  "latest version and try again", "Conflict")
+                new = merge_patch(old, {k: v for k, v in patch.items()
+                                        if k != "status" or coll not in WITH_STATUS})
+            return self._write(coll, old, new)
 
-    def put(self, coll: str, key: str, obj: Obj) -> Obj:
+    def put(self, coll: str, key: str, obj: Obj, copy_out: bool = True) -> Obj:
+        new = {k: v for k, v in copy.deepcopy(obj).items() if k != "status"
+               or coll not in WITH_STATUS}
         with self.lock:
-            old = self.get(coll, key)
-            if obj["metadata"].get("resourceVersion") != old["metadata"]["resourceVersion"]:
-                raise ApiFail(409, "Operation cannot be fulfilled: the object has been modified")
-            return self._commit(coll, "MODIFIED", copy.deepcopy(obj))
+            old = self.peek(coll, key)
+            rv = obj.get("metadata", {}).get("resourceVersion")
+            if rv and rv != old["metadata"]["resourceVersion"]:  # none: unconditional
+                raise ApiFail(409, f'Operation cannot be fulfilled on {coll} "{key}": the '
+                              "object has been modified", "Conflict")
+            if coll in WITH_STATUS and "status" in old:
+                new["status"] = old["status"]
+            out = self._write(coll, old, new)
+        return copy.deepcopy(out) if copy_out else out
 
-    def delete(self, coll: str, key: str) -> Obj:
+    def _write(self, coll: str, old: Obj, new: Obj) -> Obj:
+        def body(o: Obj) -> Obj:
+            return {k: v for k, v in o.items() if k not in ("metadata", "status")}
+        meta = dict(new.get("metadata") or {})
+        for k in ("uid", "creationTimestamp", "name", "namespace", "generation"):
+            if k in old["metadata"]:
+                meta[k] = old["metadata"][k]
+        meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+        new = dict(new, metadata=meta)
+        if new == old:  # a no-op write is no write: same resourceVersion, no event
+            return old
+        if body(new) != body(old):
+            meta["generation"] = int(old["metadata"].get("generation") or 1) + 1
+        return self._commit(coll, "MODIFIED", new)
+
+    def delete(self, coll: str, key: str, copy_out: bool = True) -> Obj:
         with self.lock:
-            return self._commit(coll, "DELETED", self.get(coll, key))
+            out = self._commit(coll, "DELETED", self.peek(coll, key))
+        return copy.deepcopy(out) if copy_out else out
 
     def evict(self, ns: str, name: str) -> Obj:
         with self.lock:
-            pod = self.get("pods", f"{ns}/{name}")
+            pod = self.peek("pods", f"{ns}/{name}")
             labels = pod["metadata"].get("labels") or {}
             for pdb in self.pdbs:
                 sel = pdb["matchLabels"]
@@ -161,189 +274,68 @@ class KubeDouble:
                                   for k, v in sel.items()))
                 if healthy - 1 < pdb["minAvailable"]:
                     raise ApiFail(429, "Cannot evict pod as it would violate the pod's "
-                                  "disruption budget.")
+                                  "disruption budget.", "TooManyRequests")
             self.delete("pods", f"{ns}/{name}")
-            return {"kind": "Status", "status": "Success"}
+            return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
 
     def node_history(self, name: str) -> list[Obj]:
+        """The node's versions within the history window, oldest first."""
         with self.lock:
-            return [o for _, c, _, o in self.history if c == "nodes"
+            return [o for _, _, c, _, o in self._hist[self._hstart:] if c == "nodes"
                     and o["metadata"]["name"] == name]
 
-    # -- watch -----------------------------------------------------------------------------
-    @contextmanager
-    def subscribe(self, coll: str, match: Callable[[Obj], bool], since: int
-                  ) -> Iterator[queue.Queue[Any]]:
-        q: queue.Queue[Any] = queue.Queue()
+    # -- manifests, tokens, authorization ----------------------------------------------------
+    def apply(self, docs: Iterable[Obj]) -> None:
+        """Create the objects of manifest documents (what k3s's deploy controller does with
+        the manifests folder); RBAC objects also become the authorizer's policy."""
+        for d in docs:
+            coll = KINDS.get(d.get("kind", ""))
+            if coll is None:
+                raise ApiFail(400, f"the double does not apply kind {d.get('kind')}")
+            self.create(coll, d)
+            if coll in ("clusterroles", "clusterrolebindings", "roles", "rolebindings"):
+                with self.lock:
+                    self.rbac_docs.append(copy.deepcopy(d))
+                    self._rules.clear()
+
+    def issue_token(self, ns: str, name: str, seconds: int) -> Obj:
+        self.peek("serviceaccounts", f"{ns}/{name}")  # 404 unless it exists
+        user = f"{rbac.SA_PREFIX}{ns}:{name}"
+        now = int(time.time())
+        exp = now + seconds
+        token = jwt({"iss": "https://kubernetes.default.svc.cluster.local", "sub": user,
+                     "aud": ["https://kubernetes.default.svc.cluster.local"], "exp": exp,
+                     "iat": now, "nbf": now})
         with self.lock:
-            for rv, c, kind, obj in self.history:
-                if rv > since and c == coll and match(obj):
-                    q.put({"type": kind, "object": obj})
-            entry = (coll, match, q)
-            self.watchers.append(entry)
-        try:
-            yield q
-        finally:
-            with self.lock:
-                self.watchers.remove(entry)
+            self.tokens[token] = (user, float(exp))
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"expirationSeconds": seconds},
+                "status": {"token": token, "expirationTimestamp": rfc3339(exp)}}
+
+    def authenticate(self, authorization: str) -> str:
+        """The user of a bearer token; '' (not checked) for tokens this double did not issue."""
+        token = authorization.removeprefix("Bearer ").strip()
+        user, exp = self.tokens.get(token, ("", 0.0))
+        if user and exp and time.time() >= exp:
+            raise ApiFail(401, "Unauthorized", "Unauthorized")
+        return user
+
+    def authorize(self, call: Call) -> None:
+        user = call.user
+        if user.startswith(rbac.NODE_PREFIX):
+            ok = rbac.node_allows(call.request())
+        elif user.startswith(rbac.SA_PREFIX):
+            rules = self._rules.get(user)  # no lock: a dict read, every request
+            if rules is None:
+                with self.lock:
+                    rules = self._rules[user] = rbac.rules_for(user, self.rbac_docs)
+            ok = rbac.allowed(rules, call.request())
+        else:
+            ok = True  # an admin credential of the test
+        if not ok:
+            raise ApiFail(403, rbac.forbidden_message(call.request()), "Forbidden")
 
 
-def _selector(query: dict[str, list[str]]) -> Callable[[Obj], bool]:
-    rules = []
-    for part in (query.get("fieldSelector") or [""])[0].split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            rules.append((k, v))
+from tests.helpers.kube_double_http import serve  # noqa: E402  (the double's HTTP face)
 
-    def match(obj: Obj) -> bool:
-        for k, v in rules:
-            cur: Any = obj
-            for seg in k.split("."):
-                cur = cur.get(seg) if isinstance(cur, dict) else None
-            if cur != v:
-                return False
-        return True
-    return match
-
-
-ROUTES = {
-    ("api", "v1", "nodes"): "nodes",
-    ("api", "v1", "pods"): "pods",
-    ("api", "v1", "events"): "events",
-    ("apis", "osbuilder.io", "v1alpha1", "osupgrades"): "osupgrades",
-    ("apis", "coordination.k8s.io", "v1", "leases"): "leases",
-}
-
-
-def _route(path: str) -> tuple[str, str, str, str]:
-    """(collection, namespace, name, subresource) of an API path."""
-    segs = [s for s in path.split("/") if s]
-    ns = ""
-    if "namespaces" in segs:
-        i = segs.index("namespaces")
-        ns = segs[i + 1]
-        segs = segs[:i] + segs[i + 2:]
-    for prefix, coll in ROUTES.items():
-        if tuple(segs[:len(prefix)]) == prefix:
-            rest = segs[len(prefix):]
-            return coll, ns, rest[0] if rest else "", rest[1] if len(rest) > 1 else ""
-    if segs[:2] == ["api", "v1"] and len(segs) >= 3:
-        return segs[2], ns, segs[3] if len(segs) > 3 else "", segs[4] if len(segs) > 4 else ""
-    raise ApiFail(404, f"no route for {path}")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    api: KubeDouble
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, code: int, body: Obj) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def _body(self) -> Obj:
-        n = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(n)) if n else {}
-
-    def _handle(self, method: str) -> None:
-        u = urlsplit(self.path)
-        query = parse_qs(u.query)
-        call = Call(self.headers.get("User-Agent", ""),
-                    "WATCH" if query.get("watch") else method, u.path, time.time())
-        with self.api.lock:
-            self.api.calls.append(call)
-        if self.api.on_call is not None:
-            self.api.on_call(call)
-        body = self._body()  # always read: a kept-alive connection must not see it later
-        try:
-            coll, ns, name, sub = _route(u.path)
-            key = f"{ns}/{name}" if ns else name
-            if method == "GET" and not name:
-                if query.get("watch"):
-                    return self._watch(coll, query)
-                match = _selector(query)
-                with self.api.lock:
-                    items = [o for o in self.api.items(coll) if match(o)
-                             and (not ns or o["metadata"].get("namespace") == ns)]
-                    rv = str(self.api.rv)
-                return self._send(200, {"kind": "List", "items": items,
-                                        "metadata": {"resourceVersion": rv}})
-            if method == "GET":
-                return self._send(200, self.api.get(coll, key))
-            if method == "POST" and sub == "eviction":
-                return self._send(201, self.api.evict(ns, name))
-            if method == "POST":
-                if coll not in CLUSTER:
-                    body.setdefault("metadata", {}).setdefault("namespace", ns or "default")
-                return self._send(201, self.api.create(coll, body))
-            if method == "PATCH":
-                return self._send(200, self.api.patch(coll, key, body, sub))
-            if method == "PUT":
-                return self._send(200, self.api.put(coll, key, body))
-            if method == "DELETE":
-                return self._send(200, self.api.delete(coll, key))
-            raise ApiFail(405, f"{method} not allowed")
-        except ApiFail as exc:
-            self._send(exc.code, {"kind": "Status", "code": exc.code, "message": exc.message})
-
-    def _watch(self, coll: str, query: dict[str, list[str]]) -> None:
-        since = int((query.get("resourceVersion") or ["0"])[0] or 0)
-        end = time.monotonic() + float((query.get("timeoutSeconds") or ["60"])[0])
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        with self.api.subscribe(coll, _selector(query), since) as q:
-            try:
-                while time.monotonic() < end and not getattr(self.server, "closing", False):
-                    try:
-                        ev = q.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    line = json.dumps(ev).encode() + b"\n"
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-                    self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
-            except OSError:
-                pass
-        self.close_connection = True
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-
-@contextmanager
-def serve(api: KubeDouble, tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    """The double on a loopback port; yields its base URL (https with `tls`)."""
-    handler = type("Handler", (_Handler,), {"api": api})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        scheme = "https" if tls is not None else "http"
-        yield f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.closing = True  # type: ignore[attr-defined]
-        server.shutdown()
-        server.server_close()
+__all__ = ["ApiFail", "Call", "KubeDouble", "merge_patch", "serve"]

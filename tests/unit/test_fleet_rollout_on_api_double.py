@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from bench.fleet import kubeconfig, rollout
 from osbuilder.node.fleet import protocol as pr
 from osbuilder.node.fleet.controller import Controller
 from osbuilder.node.kubeapi import Endpoint, Kube
+from tests.helpers.fleet_scale import kubeconfig, watcher_process_rss
 from tests.helpers.fleet_sim import Fleet, Install
 from tests.helpers.kube_double import KubeDouble, serve
 
@@ -144,7 +144,9 @@ def test_rollout_servers_first_concurrency_drain_and_uncordon(
     assert reasons == ["Draining", "Upgrading", "Upgraded"]
     mine = [e for e in d.items("events") if e["involvedObject"]["kind"] == "OSUpgrade"]
     assert {e["involvedObject"]["apiVersion"] for e in mine} == {"osbuilder.io/v1alpha1"}
-    assert [e["reason"] for e in mine][-2:] == ["Upgraded", "Complete"]
+    # per-node steps are events on the Nodes; the OSUpgrade gets its phases only
+    assert [e["reason"] for e in mine] == ["Progressing", "Complete"]
+    assert st["nodes"] == [] and st["pending"] == 0  # only nodes needing attention listed
     ds_pods = [p["metadata"]["name"] for p in d.items("pods")]
     assert sorted(ds_pods) == sorted(f"{n}-ds" for n in fleet.nodes)  # DaemonSets stay
 
@@ -172,7 +174,9 @@ def test_one_failure_halts_with_max_failures_1(api: tuple[KubeDouble, str],
     started = [i.node for i in fleet.installs]
     assert started[:2] == ["server-1", "server-2"]
     assert sorted(started[2:4]) == ["agent-1", "agent-2"]
-    assert nodes["agent-4"]["phase"] == "Pending"
+    assert "agent-4" not in nodes and st["pending"] >= 1  # counted, not listed
+    assert [e["reason"] for e in d.items("events") if e["involvedObject"]["kind"] ==
+            "OSUpgrade"][-2:] == ["UpgradeFailed", "Halted"]  # warnings reach the OSUpgrade
     halted = next(c for c in st["conditions"] if c["type"] == "Halted")
     assert (halted["status"], halted["reason"]) == ("True", "MaxFailuresReached")
     assert "agent-1" in halted["message"]
@@ -328,7 +332,7 @@ def test_controller_killed_mid_rollout_resumes(api: tuple[KubeDouble, str], flee
     d, url = api
     fleet.standard()
     fleet.boot_all()
-    cfg = kubeconfig(tmp_path, url)
+    cfg = kubeconfig(tmp_path / "kubeconfig.yaml", url, "t")
     procs: list[subprocess.Popen[bytes]] = []
     writes = 0
 
@@ -356,14 +360,10 @@ def test_controller_killed_mid_rollout_resumes(api: tuple[KubeDouble, str], flee
     check_order_and_cordons(d, fleet)
 
 
-def test_real_processes_rss_requests_and_rollout_time(tmp_path: Path) -> None:
-    """`osbuilder-agent controller` and `osbuilder-agent watch-node` as real processes at
-    their production timings (bench/fleet.py): the issue's RSS targets, and the API
-    requests per node per upgrade stay few."""
-    f = rollout(tmp_path)
-    print(f)
-    assert f["controller_peak_rss_mib"] <= 60, f
-    assert f["watcher_peak_rss_mib"] <= 30, f
-    assert f["requests_per_node"]["controller"] <= 20, f
-    assert f["requests_per_node"]["watchers"] <= 10, f
-    assert f["rollout_seconds"] < 60, f
+def test_watch_node_process_rss(tmp_path: Path) -> None:
+    """`osbuilder-agent watch-node` runs on every node, Raspberry Pis included: as a real
+    process, synced and reporting, it stays small (the controller's figures are in
+    tests/unit/test_fleet_scale.py)."""
+    rss = watcher_process_rss(tmp_path)
+    print(f"watch-node process peak RSS {rss:.1f} MiB")
+    assert rss <= 30

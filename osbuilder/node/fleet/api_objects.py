@@ -83,18 +83,28 @@ def _conditions(new: tuple[Condition, ...], old: list[Obj], generation: int, now
     return out
 
 
+KEPT = ("Draining", "Upgrading", "Failed")  # the per-node records a status lists
+
+
 def status_of(obj: Obj, outcome: Outcome, target: str | None, now: float) -> Obj:
+    """The OSUpgrade's status. Per node it lists only what needs the API to remember it or
+    a person to look at it: claims (Draining, with their start for the drain timeout),
+    nodes at work, failures. Pending and Upgraded nodes are counted, not listed: the
+    planner derives them from the Nodes each pass, and listing them would make every
+    status write as big as the fleet (a thousand names, rewritten with each step of each
+    node) and bring a large fleet near etcd's 1.5 MiB object limit."""
     old = obj.get("status") or {}
     generation = int(obj.get("metadata", {}).get("generation") or 0)
     nodes = [{"name": name, "role": r.role, "phase": r.phase, "version": r.version,
               "state": r.state, "message": r.message[:500], "since": rfc3339(r.since)}
-             for name, r in outcome.records.items()]
+             for name, r in outcome.records.items() if r.phase in KEPT]
     st: dict[str, Any] = {
         "phase": outcome.phase,
         "version": target or "",
         "progress": f"{outcome.count('Upgraded')}/{len(outcome.records)}",
         "upgraded": outcome.count("Upgraded"),
         "failed": outcome.count("Failed"),
+        "pending": outcome.count("Pending"),
         "total": len(outcome.records),
         "nodes": nodes,
         "conditions": _conditions(outcome.conditions, old.get("conditions") or [],
@@ -105,12 +115,6 @@ def status_of(obj: Obj, outcome: Outcome, target: str | None, now: float) -> Obj
 
 
 def same_status(a: Obj, b: Obj) -> bool:
-    """Equal but for the `since` of records whose phase did not change (a Pending node's
-    since moves with every plan: not worth a write)."""
-    def strip(s: Obj) -> Obj:
-        s = dict(s)
-        s["nodes"] = [{k: v for k, v in n.items() if not (k == "since" and n.get("phase")
-                                                           in ("Pending",))}
-                      for n in s.get("nodes") or []]
-        return s
-    return strip(a) == strip(b)
+    """True when writing `a` over `b` would change nothing: no request then (the API server
+    would take it as a no-op, but it would still be a request)."""
+    return a == b

@@ -2,8 +2,9 @@
 an instant → each OSUpgrade's new status, the node actions, the events.
 
 Level-triggered: nothing here remembers the last call. What a rollout has done lives in the
-API: per-node records in the OSUpgrade status (Draining since when, Upgraded, Failed) and
-the node protocol annotations (protocol.py). So a controller killed at any point plans the
+API: per-node records in the OSUpgrade status (Draining since when, Upgrading, Failed; an
+Upgraded node is recognised again from its Node each pass) and the node protocol
+annotations (protocol.py). So a controller killed at any point plans the
 same next step after its restart, and a node is never asked twice for one request.
 
 Rules, in order of precedence:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from osbuilder.node.fleet import protocol as p
 from osbuilder.node.fleet.crd import Drain, Spec
@@ -47,13 +49,14 @@ class NodeFacts:
     def ann(self, key: str) -> str:
         return self.annotations.get(key, "")
 
-    @property
+    # cached: the planner asks these of every node several times a pass
+    @cached_property
     def answered(self) -> bool:
         """The node has answered its current request with done or failed."""
         return (self.ann(p.STATE_FOR) == self.ann(p.REQUEST)
                 and self.ann(p.STATE) in (p.DONE, p.FAILED))
 
-    @property
+    @cached_property
     def in_flight(self) -> bool:
         return bool(self.ann(p.REQUEST)) and not self.answered
 
@@ -165,12 +168,17 @@ class _Rollout:
         spec = u.spec
         self.matched = [n.name for n in nodes if spec and spec.selector.matches(n.labels)]
         self.targets = sorted(n for n in self.matched if owner.get(n) == u.name)
+        self.is_target = set(self.targets)  # membership tests: O(1), not O(nodes)
         self.records: dict[str, Record] = {}
 
     def event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
+        """On the Node; warnings on the OSUpgrade too. An event per node and step on one
+        OSUpgrade would be thousands of writes at fleet scale, read by nobody: its status
+        lists the nodes that need attention, `kubectl describe node` the rest."""
         self.out.events.append(Event("Node", node, reason, message, warning))
-        self.out.events.append(Event("OSUpgrade", self.u.name, reason, f"{node}: {message}",
-                                     warning))
+        if warning:
+            self.out.events.append(Event("OSUpgrade", self.u.name, reason,
+                                         f"{node}: {message}", warning))
 
     def role(self, name: str) -> str:
         n = self.by_name.get(name)
@@ -205,13 +213,13 @@ class _Rollout:
                 continue
             elif n.ann(p.REQUEST) == key:
                 self.records[name] = self.upgrading(n, old, target)
-            elif name in self.targets and n.ann(p.VERSION) == target and not n.in_flight:
+            elif name in self.is_target and n.ann(p.VERSION) == target and not n.in_flight:
                 self.release(name, old)
                 self.records[name] = Record(UPGRADED, target, self.now, self.role(name),
                                             message=f"already at {target}")
             elif old and old.phase == DRAINING and old.version == target:
                 self.records[name] = old
-            elif name in self.targets:
+            elif name in self.is_target:
                 self.records[name] = Record(PENDING, target, self.now, self.role(name))
             new = self.records.get(name)
             if old and old.phase == DRAINING and (new is None or new.phase != DRAINING) \
@@ -222,8 +230,11 @@ class _Rollout:
         state, msg, since = n.ann(p.STATE), n.ann(p.MESSAGE), self.now
         if old and old.phase == UPGRADING:
             since = old.since
+        # Upgraded records are not kept in the status (status.py): the node's annotations
+        # say it all again each pass, so only a change seen from a kept record is news
         if n.answered and state == p.DONE and n.ann(p.VERSION) == target:
-            self.event(n.name, "Upgraded", f"upgraded to {target}, health gate passed")
+            if old and old.phase in (DRAINING, UPGRADING):
+                self.event(n.name, "Upgraded", f"upgraded to {target}, health gate passed")
             return Record(UPGRADED, target, self.now, self.role(n.name), state, msg)
         if n.answered:
             why = msg or (f"reported done but runs {n.ann(p.VERSION) or 'an unknown version'}"
@@ -246,9 +257,9 @@ class _Rollout:
         for name, r in list(self.records.items()):
             if r.phase != DRAINING:
                 continue
-            if not allowed or name not in self.targets:
+            if not allowed or name not in self.is_target:
                 self.release(name, r)
-                if name in self.targets:
+                if name in self.is_target:
                     self.records[name] = replace(r, phase=PENDING, since=self.now)
                 else:
                     del self.records[name]
@@ -274,8 +285,8 @@ class _Rollout:
                 and spec.url_for(target, n.labels.get(p.BOARD_LABEL)) is not None)
 
     def claim(self, spec: Spec, target: str) -> None:
-        pending = [k for k in self.targets if self.records.get(k, Record("", "", 0)).phase
-                   == PENDING and self.eligible(spec, target, k)]
+        pending = [k for k in self.targets if (r := self.records.get(k)) is not None
+                   and r.phase == PENDING and self.eligible(spec, target, k)]
         servers = [k for k in self.targets if self.by_name[k].server]
         if any(self.records[k].phase not in FINAL for k in servers):
             busy = any(n.server and (n.in_flight or n.name in self.draining)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from osbuilder.node.fleet import protocol as p
-from osbuilder.node.fleet.informer import Informer
+from osbuilder.node.fleet.informer import Informer, node_essentials
 from osbuilder.node.kubeapi import Kube, Obj, name_path
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared.errors import OsbError
@@ -131,7 +131,7 @@ class NodeWatcher:
     def run(self, stop: threading.Event) -> None:
         inf = Informer(self.kube, p.NODES, self.wake.set, watch_s=self.watch_s,
                        query={"fieldSelector": f"metadata.name={self.node}"},
-                       log=self.log).start()
+                       log=self.log, transform=node_essentials).start()
         try:
             while not stop.is_set():
                 self.wake.clear()
@@ -151,8 +151,15 @@ class NodeWatcher:
         """One look at the node; True while an upgrade runs (look again soon)."""
         meta = obj["metadata"]
         ann = meta.get("annotations") or {}
+        attempt = read_json(self.attempt_file)
+        # is our upgrade still running? Asked before its record is read: an upgrade that
+        # ends in between has written its last state by then, whereas a record read first
+        # could be a step old ("installing") when the check finds it ended, and look like
+        # an upgrade cut short, to be started again
+        active = bool(attempt and attempt.get("request") == ann.get(p.REQUEST)
+                      and self.installer.running())
         d = decide(ann, self.running_version(), read_json(self.paths.upgrade_record),
-                   read_json(self.attempt_file), self.installer.running, self.clock())
+                   attempt, lambda: active, self.clock())
         for line in d.log:
             self.log(line)
         if d.attempt is not None:
