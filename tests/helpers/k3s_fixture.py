@@ -43,7 +43,7 @@ READY = True
 NODE = socket.gethostname().lower()
 for line in (rec["config"] or "").splitlines():
     if line.startswith("node-name:"):
-        NODE = line.split(":", 1)[1].strip().strip("'\"")
+        NODE = line.split(":", 1)[1].strip().strip(chr(34) + chr(39))
 if "--node-name" in rec["argv"]:
     NODE = rec["argv"][rec["argv"].index("--node-name") + 1]
 def node_api():
