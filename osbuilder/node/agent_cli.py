@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     wn.add_argument("--node", help="Node name (default: k3s's node-name, else the hostname)")
     args = parser.parse_args(argv)
     paths = AgentPaths()
+    if args.command in ("online", "upgrade", "install", "watch-node"):
+        from osbuilder.node import proxy_env
+
+        proxy_env.load(paths.root / "etc/environment")
     try:
         if args.command in ("controller", "watch-node"):
             from osbuilder.node.fleet import service
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             from osbuilder.node.user_commands import run_commands
 
             cfg, _, _ = boot.fallback(paths)  # the config `boot` applied last
-            for w in run_commands("run_cmd", cfg.run_cmd):
+            for w in run_commands("run_cmd", cfg.run_cmd, dict(cfg.k3s.environment)):
                 print(f"osbuilder-agent: warning: {w}")
             return 0
     except OsbError as exc:
