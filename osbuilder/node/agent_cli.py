@@ -20,12 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("boot", help="apply the node config (every boot; idempotent)")
     sub.add_parser("online", help="fetch config_url, remote SSH keys and manifests")
-    sub.add_parser("run-cmd", help="run the config's run_cmd list (end of boot)")
+    sub.add_parser("run-cmd", help="run the config's run_cmd list (network up, before k3s)")
+    cf = sub.add_parser("config", help="show the node config the sources make together")
+    cf.add_argument("--dump", action="store_true", required=True,
+                    help="print the merged config as YAML, each value with its source "
+                         "(secrets masked)")
     st = sub.add_parser("status", help="slot, version, config sources, k3s role, last errors")
     st.add_argument("--oneline", action="store_true", help="one line (printed on the console)")
     st.add_argument("--json", action="store_true", help="machine-readable")
     v = sub.add_parser("validate", help="check a config.yaml without applying it")
     v.add_argument("file", type=Path)
+    v.add_argument("--strict", action="store_true",
+                   help="refuse keys osbuilder and k3OS do not know instead of ignoring them")
     up = sub.add_parser("upgrade", help="install a signed update bundle (URL or file) into the "
                         "inactive slot and reboot into it")
     up.add_argument("source", help="bundle URL (http/https, resumable) or .raucb file")
@@ -85,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return install(paths, gather_facts(), args.auto, not args.no_reboot)
         if args.command == "validate":
-            from osbuilder.shared.nodeconfig.loader import check_file, summary
+            from osbuilder.shared.nodeconfig.loader import validate_command
 
-            print(summary(args.file, check_file(args.file)))
+            validate_command(args.file, args.strict, "osbuilder-agent")
             return 0
         if args.command == "grow-data":
             from osbuilder.node.grow_mbr import grow_data
@@ -106,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "boot":
             return boot_command(paths)
+        if args.command == "config":
+            from osbuilder.node.config_dump import dump
+
+            print(dump(paths, gather()), end="")
+            return 0
         if args.command == "online":
             boot.online(paths, gather())
             return 0

@@ -19,7 +19,7 @@ import json
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +131,15 @@ def resolve(paths: AgentPaths, facts: Facts) -> Verdict:
     if unreadable:
         return Verdict({}, (), tuple(unreadable), None)
     merged, used = merge_all(sources, facts)
+    warnings = tuple(w for s in sources for w in s.warnings)
     last = read_json(paths.last_good)
     if isinstance(last, dict) and last.get("config") == merged \
             and last.get("schema") == schema_digest():
         try:
-            return Verdict(merged, tuple(used), (), parse(merged, validated=True))
+            return Verdict(merged, tuple(used), (), parse(merged, validated=True), warnings)
         except OsbError:
             pass  # judged below like any other config
-    return judge(merged, tuple(used), Accounts.of_root(paths.root))
+    return replace(judge(merged, tuple(used), Accounts.of_root(paths.root)), warnings=warnings)
 
 
 def fallback(paths: AgentPaths) -> tuple[NodeConfig, list[str], str]:
@@ -203,12 +204,14 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     errors = [f"at {p}" for p in verdict.problems]
     for e in errors:
         say(f"config error {e}")
+    for w in verdict.warnings:
+        say(f"warning: {w}, ignored")
     kept = ""
     if verdict.config is not None:
         cfg, used = verdict.config, list(verdict.sources)
     else:
         cfg, used, kept = fallback(paths)
-    out = Outcome(used, cfg, errors=errors)
+    out = Outcome(used, cfg, errors=errors, warnings=list(verdict.warnings))
     try:
         # k3OS's order: the files first, then the stage's commands (pkg/cc/apply.go)
         failures = apply_config(cfg, facts, paths)

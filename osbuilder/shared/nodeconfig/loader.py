@@ -13,6 +13,7 @@ same verdict for the same input. Steps, each a wall for the next:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -108,24 +109,29 @@ def load_file(path: Path, source: str | None = None, accounts: Accounts | None =
     return load_bytes(data, source or str(path), accounts, strict)
 
 
-def check_file(path: Path, source: str | None = None) -> NodeConfig:
+def check_file(path: Path, source: str | None = None, strict: bool = False) -> NodeConfig:
     """The config of a file that must be valid; raises one OsbError listing every problem."""
-    verdict = load_file(path, source)
-    if verdict.config is None:
-        raise OsbError(f"invalid config {source or path}:\n"
-                       + "\n".join(f"  at {p}" for p in verdict.problems))
-    return verdict.config
+    return _valid(load_file(path, source, strict=strict), source or str(path))
 
 
-def check_text(text: bytes | str, source: str) -> NodeConfig:
-    verdict = load_bytes(text, source)
+def check_text(text: bytes | str, source: str, strict: bool = False) -> NodeConfig:
+    return _valid(load_bytes(text, source, strict=strict), source)
+
+
+def _valid(verdict: Verdict, source: str) -> NodeConfig:
     if verdict.config is None:
         raise OsbError(f"invalid config {source}:\n"
                        + "\n".join(f"  at {p}" for p in verdict.problems))
     return verdict.config
 
 
-def summary(path: Path, cfg: NodeConfig) -> str:
-    """The one-line answer of the validate commands for a good file."""
-    return (f"{path}: ok (role {cfg.k3s.role}"
-            + (f", server {cfg.k3s.server_url}" if cfg.k3s.server_url else "") + ")")
+def validate_command(path: Path, strict: bool, prog: str) -> NodeConfig:
+    """`osbuilder validate-config` and `osbuilder-agent validate`: the same verdict, the
+    keys set aside as warnings (as errors with `strict`), one line when good."""
+    verdict = load_file(path, strict=strict)
+    for w in verdict.warnings:
+        print(f"{prog}: warning: {w} (ignored; --strict refuses it)", file=sys.stderr)
+    cfg = _valid(verdict, str(path))
+    print(f"{path}: ok (role {cfg.k3s.role}"
+          + (f", server {cfg.k3s.server_url}" if cfg.k3s.server_url else "") + ")")
+    return cfg

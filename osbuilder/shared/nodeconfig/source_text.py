@@ -41,15 +41,33 @@ def normalizer() -> Normalizer:
     return Normalizer()
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Maps merge key by key, everything else (lists included) is replaced."""
+# where each value of a merged config came from: key path -> source name
+Origins = dict[tuple[str, ...], str]
+
+
+def merge(base: dict[str, Any], over: dict[str, Any], origins: Origins | None = None,
+          name: str = "", at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Maps merge key by key, everything else (lists included) is replaced; `origins`, if
+    given, learns which source each replaced value came from."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
+            out[k] = merge(out[k], v, origins, name, (*at, k))
         else:
             out[k] = copy.deepcopy(v)
+            if origins is not None:
+                for stale in [p for p in origins if p[:len(at) + 1] == (*at, k)]:
+                    del origins[stale]
+                _record(v, (*at, k), name, origins)
     return out
+
+
+def _record(value: Any, at: tuple[str, ...], name: str, origins: Origins) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _record(v, (*at, k), name, origins)
+    else:
+        origins[at] = name
 
 
 def fold_block(data: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from osbuilder.shared.errors import ConfigError
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
 from osbuilder.shared.nodeconfig.source_text import (
+    Origins,
     Source,
     fold_block,
     merge,
@@ -112,13 +113,15 @@ def device_overrides(merged: dict[str, Any], facts: Facts) -> list[Source]:
     return out
 
 
-def merge_all(sources: list[Source], facts: Facts) -> tuple[dict[str, Any], list[str]]:
-    """Merge in order, then the matching per-device entries; returns (config, names)."""
+def merge_all(sources: list[Source], facts: Facts, origins: Origins | None = None
+              ) -> tuple[dict[str, Any], list[str]]:
+    """Merge in order, then the matching per-device entries; returns (config, names).
+    `origins`, if given, learns which source each value came from."""
     merged: dict[str, Any] = {}
     for s in sources:
-        merged = merge(merged, s.data)
+        merged = merge(merged, s.data, origins, s.name)
     used = [s.name for s in sources if s.data]
     for s in device_overrides(merged, facts):
-        merged = merge(merged, s.data)
+        merged = merge(merged, s.data, origins, s.name)
         used.append(s.name)
     return merged, used
