@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file", type=Path)
     c = sub.add_parser("validate-config", help="check a node config.yaml (as the node would)")
     c.add_argument("file", type=Path)
+    c.add_argument("--strict", action="store_true",
+                   help="refuse keys that osbuilder and k3OS do not know (CI), instead of "
+                        "warning and ignoring them as the node does")
     return p
 
 
@@ -303,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "show-board":
             return cmd_show_board(args.name)
         if args.command == "validate-config":
-            from osbuilder.shared.nodeconfig.loader import check_file, summary
+            from osbuilder.shared.nodeconfig.loader import validate_command
 
-            print(summary(args.file, check_file(args.file)))
+            validate_command(args.file, args.strict, "osbuilder")
             return 0
         if args.command == "validate-board":
             b = load_board_file(args.file)

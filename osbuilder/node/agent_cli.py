@@ -20,12 +20,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("boot", help="apply the node config (every boot; idempotent)")
     sub.add_parser("online", help="fetch config_url, remote SSH keys and manifests")
-    sub.add_parser("run-cmd", help="run the config's run_cmd list (end of boot)")
+    sub.add_parser("run-cmd", help="run the config's run_cmd list (network up, before k3s)")
+    cf = sub.add_parser("config", help="show the node config the sources make together")
+    cf.add_argument("--dump", action="store_true", required=True,
+                    help="print the merged config as YAML, each value with its source "
+                         "(secrets masked)")
     st = sub.add_parser("status", help="slot, version, config sources, k3s role, last errors")
     st.add_argument("--oneline", action="store_true", help="one line (printed on the console)")
     st.add_argument("--json", action="store_true", help="machine-readable")
     v = sub.add_parser("validate", help="check a config.yaml without applying it")
     v.add_argument("file", type=Path)
+    v.add_argument("--strict", action="store_true",
+                   help="refuse keys osbuilder and k3OS do not know instead of ignoring them")
     up = sub.add_parser("upgrade", help="install a signed update bundle (URL or file) into the "
                         "inactive slot and reboot into it")
     up.add_argument("source", help="bundle URL (http/https, resumable) or .raucb file")
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     wn.add_argument("--node", help="Node name (default: k3s's node-name, else the hostname)")
     args = parser.parse_args(argv)
     paths = AgentPaths()
+    if args.command in ("online", "upgrade", "install", "watch-node"):
+        from osbuilder.node import proxy_env
+
+        proxy_env.load(paths.root / "etc/environment")
     try:
         if args.command in ("controller", "watch-node"):
             from osbuilder.node.fleet import service
@@ -87,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return install(paths, gather_facts(), args.auto, not args.no_reboot)
         if args.command == "validate":
-            from osbuilder.shared.nodeconfig.loader import check_file, summary
+            from osbuilder.shared.nodeconfig.loader import validate_command
 
-            print(summary(args.file, check_file(args.file)))
+            validate_command(args.file, args.strict, "osbuilder-agent")
             return 0
         if args.command == "grow-data":
             from osbuilder.node.grow_mbr import grow_data
@@ -108,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "boot":
             return boot_command(paths)
+        if args.command == "config":
+            from osbuilder.node.config_dump import dump
+
+            print(dump(paths, gather()), end="")
+            return 0
         if args.command == "online":
             boot.online(paths, gather())
             return 0
@@ -115,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             from osbuilder.node.user_commands import run_commands
 
             cfg, _, _ = boot.fallback(paths)  # the config `boot` applied last
-            for w in run_commands("run_cmd", cfg.run_cmd):
+            for w in run_commands("run_cmd", cfg.run_cmd, dict(cfg.k3s.environment)):
                 print(f"osbuilder-agent: warning: {w}")
             return 0
     except OsbError as exc:

@@ -19,7 +19,7 @@ import json
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,14 @@ from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.limits import MAX_CONFIG_URL_BYTES
 from osbuilder.shared.nodeconfig.loader import Problem, Verdict, judge, problem
 from osbuilder.shared.nodeconfig.model import SCHEMA, Command, NodeConfig, Url, block_of, parse
+from osbuilder.shared.nodeconfig.source_text import Source, cmdline, parse_source, read_source
 from osbuilder.shared.nodeconfig.sources import (
-    Source,
     boot_partition,
     cloud_key_pair,
     cloud_user_data,
-    from_cmdline,
-    load_yaml_mapping,
+    k3os_local,
+    k3os_local_dir,
     merge_all,
-    read_source,
 )
 from osbuilder.shared.run import run
 from osbuilder.shared.schema import load_schema
@@ -80,17 +79,17 @@ def collect(paths: AgentPaths) -> tuple[list[Source], list[Problem], Url | None]
             return
         sources.extend(got if isinstance(got, list) else [got] if got else [])
 
-    add(lambda: Source("image", read_source(paths.image_default))
+    add(lambda: read_source(paths.image_default, "image")
         if paths.image_default.is_file() else None)
-    cmd_cfg, control = from_cmdline(read(paths.cmdline))
-    if cmd_cfg:
-        sources.append(Source("cmdline", cmd_cfg))
+    add(lambda: cmdline(read(paths.cmdline))[0])
     add(lambda: boot_partition(paths.boot_dir))
+    add(lambda: k3os_local(paths.root))
     add(lambda: cloud_key_pair(paths.instance_data))
     add(lambda: cloud_user_data(paths.user_data))
-    url = config_url(sources, control)
+    add(lambda: k3os_local_dir(paths.root))
+    url = config_url(sources, cmdline(read(paths.cmdline))[1])
     if url and paths.config_url_cache.is_file():
-        add(lambda: Source("config_url", read_source(paths.config_url_cache)))
+        add(lambda: read_source(paths.config_url_cache, "config_url"))
     return sources, problems, url
 
 
@@ -132,14 +131,15 @@ def resolve(paths: AgentPaths, facts: Facts) -> Verdict:
     if unreadable:
         return Verdict({}, (), tuple(unreadable), None)
     merged, used = merge_all(sources, facts)
+    warnings = tuple(w for s in sources for w in s.warnings)
     last = read_json(paths.last_good)
     if isinstance(last, dict) and last.get("config") == merged \
             and last.get("schema") == schema_digest():
         try:
-            return Verdict(merged, tuple(used), (), parse(merged, validated=True))
+            return Verdict(merged, tuple(used), (), parse(merged, validated=True), warnings)
         except OsbError:
             pass  # judged below like any other config
-    return judge(merged, tuple(used), Accounts.of_root(paths.root))
+    return replace(judge(merged, tuple(used), Accounts.of_root(paths.root)), warnings=warnings)
 
 
 def fallback(paths: AgentPaths) -> tuple[NodeConfig, list[str], str]:
@@ -154,7 +154,8 @@ def fallback(paths: AgentPaths) -> tuple[NodeConfig, list[str], str]:
         if v.config is not None:
             return v.config, used, "kept last good config"
     try:
-        image = read_source(paths.image_default) if paths.image_default.is_file() else {}
+        image = read_source(paths.image_default, "image").data \
+            if paths.image_default.is_file() else {}
         v = judge(image, ("image",), accounts)
     except OsbError:
         v = Verdict({}, (), (Problem("image", "unreadable"),), None)
@@ -193,7 +194,7 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
 
 
 # runs a stage's user commands, returns one warning per failure (tests record instead)
-CommandRunner = Callable[[str, tuple[Command, ...]], list[str]]
+CommandRunner = Callable[[str, tuple[Command, ...], dict[str, str]], list[str]]
 
 
 def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands) -> Outcome:
@@ -203,15 +204,18 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     errors = [f"at {p}" for p in verdict.problems]
     for e in errors:
         say(f"config error {e}")
+    for w in verdict.warnings:
+        say(f"warning: {w}, ignored")
     kept = ""
     if verdict.config is not None:
         cfg, used = verdict.config, list(verdict.sources)
     else:
         cfg, used, kept = fallback(paths)
-    out = Outcome(used, cfg, errors=errors)
+    out = Outcome(used, cfg, errors=errors, warnings=list(verdict.warnings))
     try:
-        out.warnings += commands("init_cmd", cfg.init_cmd)
+        # k3OS's order: the files first, then the stage's commands (pkg/cc/apply.go)
         failures = apply_config(cfg, facts, paths)
+        out.warnings += commands("init_cmd", cfg.init_cmd, dict(cfg.k3s.environment))
     except Exception as exc:  # a bug must not leave /etc half-written: apply the fallback
         failures = [f"agent error: {type(exc).__name__}: {exc}"]
         say(failures[0])
@@ -225,7 +229,7 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
         # 0600: the config holds the password and the cluster token
         write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
-    out.warnings += commands("boot_cmd", cfg.boot_cmd)
+    out.warnings += commands("boot_cmd", cfg.boot_cmd, dict(cfg.k3s.environment))
     mark_later_work(cfg, paths)
     activate(cfg, name, paths)
     note = f" ({kept})" if kept else ""
@@ -297,7 +301,7 @@ def online(paths: AgentPaths, facts: Facts) -> list[str]:
     if url:
         try:
             data = fetch_config_url(url)
-            load_yaml_mapping(data, f"config_url {url.url}")
+            parse_source(data, f"config_url {url.url}")
             write_atomic(paths.config_url_cache, data, 0o600)  # may hold tokens
         except OsbError as exc:
             warnings.append(f"{exc} (using the cached copy)")

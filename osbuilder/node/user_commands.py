@@ -1,5 +1,6 @@
 """init_cmd / boot_cmd / run_cmd: user commands at fixed points of every boot (k3OS
-stage semantics). A failing command is reported, never stops the boot."""
+stage semantics: rancher/k3os pkg/command runs each with `sh -c` and stops a list at its
+first failure). A failing command is reported, never stops the boot."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from osbuilder.shared.run import run
 TIMEOUT_S = 300
 
 
-def run_commands(stage: str, commands: tuple[Command, ...]) -> list[str]:
-    """Run each command; return one warning per failure."""
-    warnings = []
+def run_commands(stage: str, commands: tuple[Command, ...],
+                 env: dict[str, str] | None = None) -> list[str]:
+    """Run the commands in order, with the config's environment, until one fails; return a
+    warning for the failure and one for the commands not run."""
+    warnings: list[str] = []
     for i, cmd in enumerate(commands):
+        if warnings:
+            warnings.append(f"{stage}[{i}:]: not run: {stage}[{i - 1}] failed, and a list "
+                            "stops at its first failure (as on k3OS)")
+            break
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         try:
-            r = run(argv, capture=True, check=False, timeout=TIMEOUT_S)
+            r = run(argv, capture=True, check=False, timeout=TIMEOUT_S, env=env)
         except OsbError as exc:  # not found, or timed out
             warnings.append(f"{stage}[{i}]: {exc}")
             continue

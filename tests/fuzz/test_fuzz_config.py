@@ -58,7 +58,7 @@ def test_node_boot_survives_any_config_and_agrees_with_the_workstation(
             t0 = time.monotonic()
             ran: list[tuple[str, int]] = []
 
-            def record(stage: str, commands: tuple[object, ...]) -> list[str]:
+            def record(stage: str, commands: tuple[object, ...], env: object) -> list[str]:
                 ran.append((stage, len(commands)))  # hostile commands are never run here
                 return []
 

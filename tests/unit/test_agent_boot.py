@@ -62,7 +62,7 @@ def test_unchanged_config_changes_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("bad, where", [
-    ("hostname: n2\nk3os: {colour: red}\n", "k3os.colour"),
+    ("hostname: n2\nk3os: {labels: [red]}\n", "k3os.labels"),
     ("hostname: n2\nk3os:\n  wifi: [{name: x, passphrase: short}]\n", "k3os.wifi[0].passphrase"),
     ("hostname: n2\nk3os: [\n", "boot/config.yaml"),
 ])

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.source_text import Source, cmdline, merge
 from osbuilder.shared.nodeconfig.sources import (
-    Source,
     boot_partition,
     cloud_key_pair,
     cloud_user_data,
-    from_cmdline,
-    merge,
     merge_all,
 )
 
@@ -57,12 +55,12 @@ def test_device_entries_match_mac_serial_hostname() -> None:
 
 
 def test_cmdline() -> None:
-    cfg, control = from_cmdline(
+    src, control = cmdline(
         "root=PARTLABEL=OSB_ROOT_A ro osb.slot=a osb.mode=live k3os.password=pw "
         "osb.server_url=https://s:6443 osb.install.device=/dev/sda osb.install.force=true "
         "osb.dns_nameservers=1.1.1.1,8.8.8.8 osb.hostname=n1 config_url=http://c/cfg")
     assert control == {"slot": "a", "mode": "live", "config_url": "http://c/cfg"}
-    assert cfg == {"hostname": "n1", "k3os": {
+    assert src is not None and src.data == {"hostname": "n1", "k3os": {
         "password": "pw", "server_url": "https://s:6443",
         "install": {"device": "/dev/sda", "force": True},
         "dns_nameservers": ["1.1.1.1", "8.8.8.8"]}}

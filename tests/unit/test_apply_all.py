@@ -36,7 +36,7 @@ def full_config(**block: Any) -> NodeConfig:
                  "ntp_servers": ["pool.ntp.org"], "dns_nameservers": ["1.1.1.1"],
                  "network": {"eth0": {"addresses": ["10.0.0.5/24"], "gateway": "10.0.0.1"}},
                  "wifi": [{"name": "home", "passphrase": "password1"}],
-                 "labels": {"a": "b"}, "k3s_args": ["--disable=traefik"],
+                 "labels": {"a": "b"}, "k3s_args": ["--node-label", "c=d"],
                  "environment": {"HTTP_PROXY": "http://p:3128"},
                  "registries": {"mirrors": {"docker.io": {"endpoint": ["https://m"]}}},
                  "manifests": [{"name": "x.yaml", "content": "kind: List\n"}], **block},
@@ -61,7 +61,7 @@ def snapshot(root: Path) -> Snapshot:
 def test_order() -> None:
     names = [a.name for a in APPLIERS]
     assert names == ["hostname", "users", "ssh_keys", "kernel", "timesync", "dns", "network",
-                     "wifi", "k3s", "write_files"]
+                     "wifi", "environment", "k3s", "write_files"]
 
 
 @pytest.mark.parametrize("role", ["server", "agent"])
@@ -95,10 +95,10 @@ def validate(cfg: object, root: Path) -> None:
 def test_validate_raises_before_anything_is_written(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     before = snapshot(root)
-    bad = full_config(k3s_args=["--ok", "oops"])
+    bad = full_config(k3s_args=["--node-label=x=y", "oops"])
     with pytest.raises(OsbError, match=r"k3os\.k3s_args\[1\]"):
         apply_all(bad, FACTS, root)
     assert snapshot(root) == before
     with pytest.raises(OsbError, match=r"write_files\[0\]\.owner"):
-        validate(parse({"write_files": [{"path": "/x", "owner": "nobody"}]}), root)
+        validate(parse({"write_files": [{"path": "/x", "owner": "alice"}]}), root)
     validate(full_config(), root)

@@ -14,6 +14,7 @@ import pytest
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import ensure_dir, lookup_ids, remove, symlink, write_atomic
+from osbuilder.shared.nodeconfig.accounts import IMAGE_GROUPS, IMAGE_USERS
 
 IS_ROOT = os.geteuid() == 0
 
@@ -22,10 +23,16 @@ def make_root(path: Path) -> Path:
     """A node root with the accounts the image's sysusers would have made."""
     etc = path / "etc"
     etc.mkdir(parents=True)
-    (etc / "passwd").write_text(
-        "root:x:0:0:root:/root:/bin/bash\n"
-        "osb:x:1000:1000:osbuilder:/home/osb:/bin/bash\n")
-    (etc / "group").write_text("root:x:0:\nsudo:x:27:osb\nshadow:x:42:\nosb:x:1000:\n")
+    ids = {"root": 0, "osb": 1000, "rancher": 1001}
+    users = ["root", "osb", "rancher"] + [u for u in IMAGE_USERS if u not in ids]
+    (etc / "passwd").write_text("".join(
+        f"{u}:x:{ids.get(u, 100 + i)}:{ids.get(u, 100 + i)}:{u}:/home/{u}:/bin/bash\n"
+        for i, u in enumerate(users)))
+    fixed = {"root": 0, "sudo": 27, "shadow": 42, "osb": 1000, "rancher": 1001}
+    groups = list(fixed) + [g for g in IMAGE_GROUPS if g not in fixed]
+    (etc / "group").write_text("".join(
+        f"{g}:x:{fixed.get(g, 200 + i)}:{'osb,rancher' if g == 'sudo' else ''}\n"
+        for i, g in enumerate(groups)))
     (etc / "shadow").write_text("root:*:19700:0:99999:7:::\nosb:!:19700:0:99999:7:::\n"
                                 "daemon:*:19700:0:99999:7:::\n")
     (etc / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")

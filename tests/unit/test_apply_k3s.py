@@ -74,10 +74,20 @@ def test_agent_role_from_k3s_args(tmp_path: Path) -> None:
         k3s.apply(parse({"k3os": {"k3s_args": ["agent"]}}), FACTS, tmp_path)
 
 
-@pytest.mark.parametrize("args", [["--node-name", "edge-7"], ["--ok", "-v"], ["--ok", "--"]])
-def test_bad_k3s_arg_names_the_key(tmp_path: Path, args: list[str]) -> None:
-    with pytest.raises(OsbError, match=r"k3os\.k3s_args\[1\]: .* --flag=value"):
-        k3s.apply(parse({"k3os": {"k3s_args": args}}), FACTS, tmp_path)
+@pytest.mark.parametrize("args, error", [
+    (["--node-name"], r"\[0\]: --node-name needs a value"),
+    (["--node-name=a", "--colour"], r"\[1\]: '--colour' is not a flag of k3s server"),
+    (["--cluster-cidr 10.0.0.0/16"], r"\[0\]: .*a flag and its value are two items"),
+    (["server", "oops"], r"\[1\]: 'oops' is not a flag"),
+    (["agent", "--cluster-init"], r"\[1\]: --cluster-init is a flag of k3s server, not"),
+    (["--cluster-init=maybe"], r"\[0\]: --cluster-init is on or off"),
+])
+def test_bad_k3s_arg_names_the_key(tmp_path: Path, args: list[str], error: str) -> None:
+    cfg: dict[str, Any] = {"k3s_args": args}
+    if args[0] == "agent":
+        cfg["server_url"] = "https://s:6443"
+    with pytest.raises(OsbError, match=r"k3os\.k3s_args" + error):
+        k3s.apply(parse({"k3os": cfg}), FACTS, tmp_path)
     assert not (tmp_path / k3s.CONFIG).exists()
 
 

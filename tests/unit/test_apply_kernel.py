@@ -34,8 +34,10 @@ def test_modules_and_sysctl_written_then_removed(tmp_path: Path) -> None:
 
 
 def test_bad_module_and_sysctl_values_name_the_key(tmp_path: Path) -> None:
-    with pytest.raises(OsbError, match=r"k3os\.modules\[1\]: 'a b'"):
-        kernel.apply(parse({"k3os": {"modules": ["ok", "a b"]}}), FACTS, tmp_path)
+    with pytest.raises(OsbError, match=r"k3os\.modules\[1\]: 'a;b' is not a kernel module"):
+        kernel.apply(parse({"k3os": {"modules": ["ok", "a;b"]}}), FACTS, tmp_path)
+    with pytest.raises(OsbError, match=r"k3os\.modules\[0\]: '\$x' is not a module parameter"):
+        kernel.apply(parse({"k3os": {"modules": ["nvme_core $x"]}}), FACTS, tmp_path)
     with pytest.raises(OsbError, match=r"k3os\.sysctl\.vm\.x: must be a single line"):
         kernel.apply(parse({"k3os": {"sysctl": {"vm.x": "1\nkernel.y = 2"}}}), FACTS, tmp_path)
     assert not (tmp_path / "etc").exists()  # nothing half-written
@@ -57,3 +59,13 @@ def test_dns_nameservers(tmp_path: Path) -> None:
     assert not (tmp_path / dns.DROPIN).exists()
     with pytest.raises(OsbError, match=r"k3os\.dns_nameservers\[0\]: '1\.1\.1\.1 8\.8\.8\.8'"):
         dns.apply(parse({"k3os": {"dns_nameservers": ["1.1.1.1 8.8.8.8"]}}), FACTS, tmp_path)
+
+
+def test_module_parameters_go_to_modprobe_d(tmp_path: Path) -> None:
+    """k3OS loads `nvme_core multipath=0` with its parameter (rancher/k3os pkg/module)."""
+    kernel.apply(parse({"k3os": {"modules": ["kvm", "nvme_core multipath=0"]}}), FACTS,
+                 tmp_path)
+    assert body(tmp_path / kernel.MODULES) == "kvm\nnvme_core\n"
+    assert body(tmp_path / kernel.OPTIONS) == "options nvme_core multipath=0\n"
+    kernel.apply(parse({"k3os": {"modules": ["kvm"]}}), FACTS, tmp_path)
+    assert not (tmp_path / kernel.OPTIONS).exists()

@@ -94,10 +94,10 @@ def test_regular_file_target_needs_force(tmp_path: Path, target: Path) -> None:
 
 def test_bad_config_is_refused_before_writing(tmp_path: Path, target: Path) -> None:
     cfg = tmp_path / "node.yaml"
-    cfg.write_text("k3os:\n  colour: red\n")
+    cfg.write_text("k3os:\n  labels: [red]\n")
     r = osb("flash", str(small_image(tmp_path)), str(target), "--config", str(cfg), "--force")
     assert r.returncode == 2
-    assert "k3os.colour" in r.stderr and "unknown key" in r.stderr
+    assert "k3os.labels" in r.stderr and "expected object" in r.stderr
     assert target.read_bytes() == b"\xff" * (16 * MIB)
 
 

@@ -17,7 +17,7 @@ from osbuilder.node.paths import AgentPaths
 from osbuilder.shared import live
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.install_plan import PATH, InstallPlan
-from osbuilder.shared.nodeconfig.sources import from_cmdline
+from osbuilder.shared.nodeconfig.source_text import cmdline
 from tests.unit.test_agent_boot import FACTS, node
 
 PLAN = InstallPlan(board="qemu-amd64", version="1.0.0", kernel_version="6.12.0-cloud-amd64",
@@ -119,9 +119,10 @@ def test_plan_lays_out_the_boards_disk(tmp_path: Path) -> None:
 
 
 def test_live_cmdline_is_control_not_config() -> None:
-    config, control = from_cmdline(LIVE + " osb.install.device=/dev/sda osb.install.silent=1")
+    src, control = cmdline(LIVE + " osb.install.device=/dev/sda osb.install.silent=1")
     assert control == {"live": "OSB_LIVE", "slot": "live", "mode": "live"}
-    assert config == {"k3os": {"install": {"device": "/dev/sda", "silent": True}}}
+    assert src is not None
+    assert src.data == {"k3os": {"install": {"device": "/dev/sda", "silent": True}}}
 
 
 def test_live_kernel_options() -> None:

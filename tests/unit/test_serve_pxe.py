@@ -83,6 +83,6 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     assert r.returncode == 2 and "no *-pxe.ipxe script (build with --format pxe)" in r.stderr
     d = pxe_dir(tmp_path)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("k3os:\n  colour: red\n")
+    bad.write_text("k3os:\n  labels: [red]\n")
     r = osb(str(d), "--config", str(bad), "--port", "0")
-    assert r.returncode == 2 and "k3os.colour" in r.stderr, r.stderr
+    assert r.returncode == 2 and "k3os.labels" in r.stderr, r.stderr

@@ -24,7 +24,7 @@ from osbuilder.shared.nodeconfig.appliers.users import password_hash
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.loader import check_text
 from osbuilder.shared.nodeconfig.model import NodeConfig, parse
-from osbuilder.shared.nodeconfig.sources import from_cmdline, merge
+from osbuilder.shared.nodeconfig.source_text import cmdline, merge
 from osbuilder.shared.run import run
 
 CONFIG_HEADER = "# written by osbuilder-agent install from the live system's config\n"
@@ -66,7 +66,7 @@ def node_config(paths: AgentPaths, facts: Facts) -> tuple[dict[str, Any], NodeCo
 
 def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
             inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
-    _, control = from_cmdline(paths.cmdline.read_text() if paths.cmdline.is_file() else "")
+    _, control = cmdline(paths.cmdline.read_text() if paths.cmdline.is_file() else "")
     merged, cfg = node_config(paths, facts)
     device = cfg.install.device
     if device is None:

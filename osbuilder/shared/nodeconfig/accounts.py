@@ -14,7 +14,7 @@ from osbuilder.shared.errors import OsbError
 IMAGE_USERS = (
     "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
     "proxy", "www-data", "backup", "list", "irc", "_apt", "nobody", "systemd-network",
-    "systemd-timesync", "systemd-resolve", "messagebus", "sshd", "osb",
+    "systemd-timesync", "systemd-resolve", "messagebus", "sshd", "osb", "rancher",
 )
 IMAGE_GROUPS = (
     "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news", "uucp", "man",
@@ -22,7 +22,7 @@ IMAGE_GROUPS = (
     "dip", "www-data", "backup", "operator", "list", "irc", "src", "shadow", "utmp", "video",
     "sasl", "plugdev", "staff", "games", "users", "nogroup", "systemd-journal",
     "systemd-network", "systemd-timesync", "systemd-resolve", "messagebus", "input", "kvm",
-    "render", "clock", "_ssh", "osb",
+    "render", "clock", "_ssh", "osb", "rancher",
 )
 
 

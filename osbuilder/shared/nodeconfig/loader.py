@@ -13,7 +13,8 @@ same verdict for the same input. Steps, each a wall for the next:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
 from osbuilder.shared.nodeconfig.model import SCHEMA, NodeConfig, parse
-from osbuilder.shared.nodeconfig.sources import Source, load_yaml_mapping, merge_all
+from osbuilder.shared.nodeconfig.source_text import Source, parse_source
+from osbuilder.shared.nodeconfig.sources import merge_all
 from osbuilder.shared.schema import validation_errors
 
 NO_FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)
@@ -44,6 +46,7 @@ class Verdict:
     sources: tuple[str, ...]  # the sources that said anything, in merge order
     problems: tuple[Problem, ...]
     config: NodeConfig | None  # None exactly when there are problems
+    warnings: tuple[str, ...] = ()  # keys set aside (unknown to osbuilder and k3OS)
 
     @property
     def ok(self) -> bool:
@@ -73,50 +76,62 @@ def judge(merged: dict[str, Any], sources: tuple[str, ...] = (),
     return Verdict(merged, sources, (), cfg)
 
 
-def load(sources: list[Source], facts: Facts = NO_FACTS, accounts: Accounts | None = None
-         ) -> Verdict:
-    """Merge the sources in order (then the `nodes:` entries that match `facts`) and judge."""
+def load(sources: list[Source], facts: Facts = NO_FACTS, accounts: Accounts | None = None,
+         strict: bool = False) -> Verdict:
+    """Merge the sources in order (then the `nodes:` entries that match `facts`) and judge.
+    Keys set aside are warnings, or with `strict` problems."""
     merged, used = merge_all(sources, facts)
-    return judge(merged, tuple(used), accounts)
+    warnings = tuple(w for s in sources for w in s.warnings)
+    verdict = judge(merged, tuple(used), accounts)
+    if strict and warnings:
+        extra = tuple(Problem(*w.rsplit(": ", 1)) for w in warnings)
+        return replace(verdict, problems=verdict.problems + extra, config=None)
+    return replace(verdict, warnings=warnings)
 
 
-def load_bytes(data: bytes | str, source: str, accounts: Accounts | None = None) -> Verdict:
+def load_bytes(data: bytes | str, source: str, accounts: Accounts | None = None,
+               strict: bool = False) -> Verdict:
     """One config file's verdict, as the node would give it with that file alone."""
     try:
-        src = Source(source, load_yaml_mapping(data, source))
+        src = parse_source(data, source)
     except OsbError as exc:
         return Verdict({}, (), (problem(exc),), None)
-    return load([src], NO_FACTS, accounts)
+    return load([src], NO_FACTS, accounts, strict)
 
 
-def load_file(path: Path, source: str | None = None, accounts: Accounts | None = None
-              ) -> Verdict:
+def load_file(path: Path, source: str | None = None, accounts: Accounts | None = None,
+              strict: bool = False) -> Verdict:
     try:
         with path.open("rb") as f:
             data = f.read(MAX_SOURCE_BYTES + 1)
     except OSError as exc:
         return Verdict({}, (), (Problem(str(path), f"cannot read it: {exc.strerror}"),), None)
-    return load_bytes(data, source or str(path), accounts)
+    return load_bytes(data, source or str(path), accounts, strict)
 
 
-def check_file(path: Path, source: str | None = None) -> NodeConfig:
+def check_file(path: Path, source: str | None = None, strict: bool = False) -> NodeConfig:
     """The config of a file that must be valid; raises one OsbError listing every problem."""
-    verdict = load_file(path, source)
-    if verdict.config is None:
-        raise OsbError(f"invalid config {source or path}:\n"
-                       + "\n".join(f"  at {p}" for p in verdict.problems))
-    return verdict.config
+    return _valid(load_file(path, source, strict=strict), source or str(path))
 
 
-def check_text(text: bytes | str, source: str) -> NodeConfig:
-    verdict = load_bytes(text, source)
+def check_text(text: bytes | str, source: str, strict: bool = False) -> NodeConfig:
+    return _valid(load_bytes(text, source, strict=strict), source)
+
+
+def _valid(verdict: Verdict, source: str) -> NodeConfig:
     if verdict.config is None:
         raise OsbError(f"invalid config {source}:\n"
                        + "\n".join(f"  at {p}" for p in verdict.problems))
     return verdict.config
 
 
-def summary(path: Path, cfg: NodeConfig) -> str:
-    """The one-line answer of the validate commands for a good file."""
-    return (f"{path}: ok (role {cfg.k3s.role}"
-            + (f", server {cfg.k3s.server_url}" if cfg.k3s.server_url else "") + ")")
+def validate_command(path: Path, strict: bool, prog: str) -> NodeConfig:
+    """`osbuilder validate-config` and `osbuilder-agent validate`: the same verdict, the
+    keys set aside as warnings (as errors with `strict`), one line when good."""
+    verdict = load_file(path, strict=strict)
+    for w in verdict.warnings:
+        print(f"{prog}: warning: {w} (ignored; --strict refuses it)", file=sys.stderr)
+    cfg = _valid(verdict, str(path))
+    print(f"{path}: ok (role {cfg.k3s.role}"
+          + (f", server {cfg.k3s.server_url}" if cfg.k3s.server_url else "") + ")")
+    return cfg

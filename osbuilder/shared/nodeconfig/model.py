@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osbuilder.shared.errors import ConfigError
+from osbuilder.shared.nodeconfig.k3s_args import split_role
 from osbuilder.shared.nodeconfig.limits import MAX_WRITE_FILE_BYTES, MAX_WRITE_FILES_BYTES
 from osbuilder.shared.schema import load_schema, validate, with_defaults
 
@@ -65,6 +66,7 @@ class AirgapImage:
 @dataclass(frozen=True)
 class K3s:
     role: str  # "server" or "agent"
+    role_from_args: bool  # k3s_args began with the role word (k3OS)
     server_url: str | None
     token: str | None
     labels: tuple[tuple[str, str], ...]
@@ -220,10 +222,8 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
     schema = load_schema(SCHEMA)
     top: dict[str, Any] = with_defaults(merged, schema["$defs"]["config"])
     b: dict[str, Any] = with_defaults(block_of(merged), schema["$defs"]["block"])
-    args = tuple(b.get("k3s_args", []))
-    role = "agent" if b.get("server_url") else "server"
-    if args and args[0] in ("server", "agent"):  # k3OS: k3s_args may start with the role
-        role, args = args[0], args[1:]
+    word, args = split_role(tuple(b.get("k3s_args", [])))
+    role = word or ("agent" if b.get("server_url") else "server")
     ins = b.get("install", {})
     up = with_defaults(b.get("upgrade", {}),
                        schema["$defs"]["block"]["properties"]["upgrade"])
@@ -251,7 +251,8 @@ def parse(merged: dict[str, Any], source: str = "config", validated: bool = Fals
         password=b.get("password"),
         root_login=b["root_login"],
         k3s=K3s(
-            role=role, server_url=b.get("server_url"), token=b.get("token"),
+            role=role, role_from_args=word is not None, server_url=b.get("server_url"),
+            token=b.get("token"),
             labels=_str_map(b.get("labels")), taints=tuple(b.get("taints", [])), args=args,
             environment=_str_map(b.get("environment")),
             datastore_endpoint=b.get("datastore_endpoint"),

@@ -57,6 +57,7 @@ def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
     write_atomic(root / "etc/hosts", (
         HEADER
         + "127.0.0.1 localhost\n"
-        + f"127.0.1.1 {name}\n"
+        # a fully qualified name resolves with its short one, as Debian writes it
+        + f"127.0.1.1 {name}{' ' + name.split('.')[0] if '.' in name else ''}\n"
         + "::1 localhost ip6-localhost ip6-loopback\n"
     ))

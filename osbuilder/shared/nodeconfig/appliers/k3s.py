@@ -11,6 +11,7 @@ import yaml
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import HEADER, remove, symlink, write_atomic, write_or_remove
+from osbuilder.shared.nodeconfig import k3s_args
 from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers.values import env_line
 from osbuilder.shared.nodeconfig.downloads import fetch_bytes, fetch_file
@@ -33,31 +34,17 @@ def unit_for(cfg: NodeConfig) -> str:
     return UNITS[cfg.k3s.role]
 
 
-def args_config(args: tuple[str, ...]) -> dict[str, Any]:
-    """k3s_args in config-file spelling: --a=b → a: b, --a → a: true, repeats → a list."""
-    out: dict[str, Any] = {}
-    for i, arg in enumerate(args):
-        name, eq, value = arg[2:].partition("=")
-        if not arg.startswith("--") or not name:
-            # Index within the flags: a leading `server`/`agent` word is not counted.
-            raise OsbError(f"k3os.k3s_args[{i}]: {arg!r} is not a --flag; "
-                           "write a flag and its value as one item: --flag=value")
-        val: Any = value if eq else True
-        if name not in out:
-            out[name] = val
-        elif isinstance(out[name], list):
-            out[name].append(val)
-        else:
-            out[name] = [out[name], val]
-    return out
-
-
 def k3s_config(k: K3s) -> dict[str, Any]:
+    """/etc/rancher/k3s/config.yaml: k3s reads its flags from it (a flag's name without
+    the dashes as key; repeatable flags as lists)."""
     server = k.role == "server"
     c: dict[str, Any] = {}
     if k.token:
         c["token"] = k.token
-    if not server and k.server_url:
+    if k.server_url:
+        # k3OS exports K3S_URL whenever server_url is set, whatever the role (rancher/k3os
+        # pkg/cc/funcs.go ApplyK3S): with `k3s_args: [server]` that is how a server joins
+        # an existing cluster (k3s server's --server, env K3S_URL)
         c["server"] = k.server_url
     if k.labels:
         c["node-label"] = [f"{name}={value}" for name, value in k.labels]
@@ -76,7 +63,8 @@ def k3s_config(k: K3s) -> dict[str, Any]:
             c["cluster-init"] = True
         if k.datastore_endpoint:
             c["datastore-endpoint"] = k.datastore_endpoint
-    for name, value in args_config(k.args).items():
+    offset = 1 if k.role_from_args else 0
+    for name, value in k3s_args.to_config(k.args, k.role, offset=offset).items():
         # List settings gain the extra values; a scalar given again is replaced, as on
         # a command line where the last flag wins.
         if isinstance(c.get(name), list):

@@ -1,4 +1,5 @@
-"""~osb/.ssh/authorized_keys from config: literal keys, plus keys of `github:USER`,
+"""~/.ssh/authorized_keys of the login users (osb, and rancher for k3OS configs) from
+config: literal keys, plus keys of `github:USER`,
 `gitlab:USER` and https URLs. Those are fetched by `fetch_remote_keys` when the network
 is up and kept in a cache on /var, so `apply` never waits for the network and a node
 that boots offline keeps the keys it fetched last time."""
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from osbuilder.shared.file_writes import HEADER, ensure_dir, write_atomic
 from osbuilder.shared.nodeconfig.accounts import Accounts
-from osbuilder.shared.nodeconfig.appliers.users import HOME, ensure_home
+from osbuilder.shared.nodeconfig.appliers.users import ensure_home, login_users
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
@@ -105,8 +106,9 @@ def check(cfg: NodeConfig, accounts: Accounts) -> None:
     return None
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
-    uid, gid = ensure_home(root)
-    ssh = root / HOME / ".ssh"
-    ensure_dir(ssh, 0o700, uid, gid)
     text = HEADER + "".join(k + "\n" for k in authorized_keys(cfg, root))
-    write_atomic(ssh / "authorized_keys", text, 0o600, uid, gid)
+    for user in login_users(root):
+        uid, gid = ensure_home(root, user)
+        ssh = root / "home" / user / ".ssh"
+        ensure_dir(ssh, 0o700, uid, gid)
+        write_atomic(ssh / "authorized_keys", text, 0o600, uid, gid)

@@ -1,5 +1,7 @@
-"""The password of the default user `osb` (and of root when root_login is set) in
-/etc/shadow, and osb's home directory. The user itself comes from sysusers at build time."""
+"""The password of the login users in /etc/shadow (root's too when root_login is set), and
+their home directories. The users come from sysusers at build time: `osb`, and `rancher`,
+the user k3OS configs are written for (rancher/k3os libexec/k3os/bootstrap setup_users):
+both get the same password and SSH keys."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
 USER = "osb"
-HOME = Path("home/osb")
+LOGIN_USERS = (USER, "rancher")  # the image may lack rancher (built before it existed)
 LOCKED = "!"
 ROOT_LOCKED = "!*"
 # glibc's and Debian's default for sha512-crypt. Python 3.13 has no crypt module, so
@@ -87,19 +89,19 @@ def set_shadow(text: str, hashes: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def user_ids(root: Path) -> tuple[int, int]:
-    try:
-        return lookup_ids(root, USER)
-    except OsbError as e:
-        raise OsbError(f"the image has no user {USER!r} (made by sysusers at build time): "
-                       f"{e}") from e
+def login_users(root: Path) -> list[str]:
+    """The login users this image has; osb always (an image without it is broken)."""
+    accounts = Accounts.of_root(root)
+    if USER not in accounts.users:
+        raise OsbError(f"the image has no user {USER!r} (made by sysusers at build time)")
+    return [u for u in LOGIN_USERS if u in accounts.users]
 
 
-def ensure_home(root: Path) -> tuple[int, int]:
-    """Make /home/osb (persistent /home may be empty on a first boot); its uid and gid."""
-    uid, gid = user_ids(root)
+def ensure_home(root: Path, user: str = USER) -> tuple[int, int]:
+    """Make /home/<user> (persistent /home may be empty on a first boot); its uid, gid."""
+    uid, gid = lookup_ids(root, user)
     ensure_dir(root / "home", 0o755)
-    ensure_dir(root / HOME, 0o750, uid, gid)
+    ensure_dir(root / "home" / user, 0o750, uid, gid)
     return uid, gid
 
 
@@ -118,10 +120,12 @@ def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
         write_atomic(cache, json.dumps(record, sort_keys=True) + "\n", 0o600)
     else:
         remove(cache)
-    hashes = {"root": osb if cfg.root_login else ROOT_LOCKED, USER: osb}
+    hashes = {"root": osb if cfg.root_login else ROOT_LOCKED}
+    hashes.update(dict.fromkeys(login_users(root), osb))
     try:
         _, shadow_gid = lookup_ids(root, "root:shadow")
     except OsbError:
         shadow_gid = 0  # no shadow group in this image: root-only is still safe
     write_atomic(shadow, set_shadow(text, hashes), 0o640, 0, shadow_gid)
-    ensure_home(root)
+    for user in login_users(root):
+        ensure_home(root, user)

@@ -12,10 +12,12 @@ from osbuilder.shared.nodeconfig.model import NodeConfig
 
 
 def target(root: Path, path: str, where: str) -> Path:
-    """root/path for an absolute node path; `..` is refused so nothing lands outside root."""
-    parts = PurePosixPath(path).parts
-    if not path.startswith("/") or ".." in parts or len(parts) < 2:
-        raise OsbError(f"{where}: {path!r} is not an absolute file path without '..'")
+    """root/path for a node path, a relative one taken from / as k3OS does
+    (rancher/k3os pkg/writefile: path.Join("/", path)); `..` is refused so nothing lands
+    outside root."""
+    parts = PurePosixPath("/" + path.lstrip("/")).parts
+    if ".." in parts or len(parts) < 2:
+        raise OsbError(f"{where}: {path!r} is not a file path without '..'")
     return root.joinpath(*parts[1:])
 
 
