@@ -65,7 +65,7 @@ run: venv
 show-config: venv
 	$(OSB) show-config $(BUILD_ARGS)
 
-# regenerate settings.mk and print the README's settings table (both derived from the
+# regenerate settings.mk and the settings table of docs/building.md (both derived from the
 # settings' one declaration; tests/unit/test_settings.py keeps them equal)
 settings: venv
 	$(PY) -m osbuilder.host.settings

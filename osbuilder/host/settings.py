@@ -1,7 +1,8 @@
 """Build settings, declared once. Each field of BuildOptions is one setting: its type, its
 default and, in its metadata, its command-line flag, help, Makefile variable and
 environment variable. `osbuilder build`'s options, `osbuilder show-config`, the Makefile's
-variables (settings.mk) and the README's settings table are all derived from this class.
+variables (settings.mk) and the settings table in docs/building.md are all derived from
+this class.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ def makefile() -> str:
     """settings.mk: the Makefile variables of the settings and the `build` arguments they
     make. Generated (`make settings`); a unit test keeps it equal to this output."""
     lines = ["# Generated from osbuilder/host/settings.py by `make settings`: do not edit.",
-             "# Each variable is a setting of `osbuilder build` (README: Build settings)."]
+             "# Each variable is a setting of `osbuilder build` (docs/building.md: Build "
+             "settings)."]
     args = []
     for f, s in SETTINGS:
         if s.make is None or s.flag is None:
@@ -205,7 +207,7 @@ def makefile() -> str:
 
 
 def markdown_table() -> str:
-    """The README's table of build settings (a unit test compares them)."""
+    """The table of build settings in docs/building.md (a unit test compares them)."""
     out = ["| setting | flag | make | environment | default | what |",
            "|---|---|---|---|---|---|"]
     for f, s in SETTINGS:
@@ -216,6 +218,20 @@ def markdown_table() -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # make settings
+TABLE_DOC = Path("docs/building.md")
+TABLE_START = "<!-- settings table: generated from osbuilder/host/settings.py -->\n"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def with_table(doc: str) -> str:
+    """doc with the text between the settings table markers replaced by markdown_table()."""
+    head, start, rest = doc.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise OsbError(f"{TABLE_DOC}: settings table markers not found")
+    return head + start + markdown_table() + end + tail
+
+
+if __name__ == "__main__":  # make settings (from the checkout's top folder)
     Path("settings.mk").write_text(makefile())
-    print(markdown_table(), end="")
+    TABLE_DOC.write_text(with_table(TABLE_DOC.read_text()))
