@@ -17,7 +17,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import output, run
 
 CA_FILES = ("ca.key.pem", "ca.cert.pem")
@@ -78,7 +78,11 @@ def init_keys(dest: Path, org: str, ca_dir: Path | None = None) -> list[Path]:
 
 def expiry(cert: Path) -> datetime:
     """The certificate's notAfter, in UTC."""
-    text = output(["openssl", "x509", "-noout", "-enddate", "-in", cert]).strip()
+    try:
+        text = output(["openssl", "x509", "-noout", "-enddate", "-in", cert]).strip()
+    except CommandError:
+        raise OsbError(f"{cert}: not a PEM certificate (openssl x509 cannot read it)"
+                       ) from None
     try:  # notAfter=Mar  4 12:00:00 2027 GMT (openssl's default date format)
         return datetime.strptime(text.removeprefix("notAfter="), "%b %d %H:%M:%S %Y %Z"
                                  ).replace(tzinfo=UTC)

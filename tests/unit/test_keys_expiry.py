@@ -80,6 +80,9 @@ def test_check_warns_30_days_ahead_and_refuses_expired(tmp_path: Path) -> None:
     assert r.returncode == 0
     assert "signing.cert.pem: expires soon until" in r.stdout
     assert "warning:" in r.stderr and "keys init NEWDIR --ca-dir" in r.stderr
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    r = osb("keys", "check", str(tmp_path / "junk.pem"))
+    assert r.returncode == ExitCode.BAD_INPUT and "junk.pem: not a PEM certificate" in r.stderr
     later = datetime.now(UTC) + timedelta(days=25)
     with pytest.raises(OsbError, match=r"signing\.cert\.pem: EXPIRED on"):
         check_certificates([keys / "signing.cert.pem"], later)
