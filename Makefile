@@ -10,20 +10,31 @@ DIB_VENV := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/osbuilder/dib-venv
 PY := $(VENV)/bin/python
 OSB := $(VENV)/bin/osbuilder
 
-# Debian packages the build, the tests and `make run` need on the host: rauc/openssl sign
-# bundles; qemu-user-static/arch-test build foreign-arch roots; qemu-system-arm, u-boot-*,
-# libubootenv-tool and qemu-efi-aarch64 boot arm64; debootstrap and sudo are for
-# diskimage-builder (rootfs backend dib, make bench), seabios to boot its image; xorriso
-# makes --format iso, ipxe-qemu is the PXE ROM of QEMU's NICs (PXE test).
-HOST_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
-	fdisk util-linux zstd qemu-system-x86 qemu-utils ovmf debian-archive-keyring \
-	ca-certificates git rauc openssl qemu-system-arm u-boot-qemu u-boot-tools libubootenv-tool \
-	qemu-user-static arch-test qemu-efi-aarch64 debootstrap sudo seabios xorriso ipxe-qemu
+# Debian packages of the host. `make image` installs only what a build needs; `make run`
+# adds QEMU; `make test` (and `.ci/run`, which runs `make deps` then `make test`) adds the
+# rest. Build: mmdebstrap/squashfs/mtools/e2fsprogs/fdisk/zstd/qemu-utils assemble the
+# image; rauc/openssl sign bundles; qemu-user-static/arch-test build foreign-arch roots;
+# u-boot-tools makes boot.scr; xorriso makes --format iso; git dates a checkout's builds.
+BUILD_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
+	fdisk util-linux zstd qemu-utils debian-archive-keyring ca-certificates git rauc openssl \
+	u-boot-tools qemu-user-static arch-test xorriso
+# make run: QEMU and its firmware (UEFI for amd64 and arm64, U-Boot for the Pi boards)
+RUN_PACKAGES := qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu
+# tests only: fw_printenv (U-Boot state checks), debootstrap and sudo for diskimage-builder
+# (rootfs backend dib, make bench), seabios to boot DIB's image, ipxe-qemu as the PXE ROM of
+# QEMU's NICs (PXE tests)
+TEST_PACKAGES := $(RUN_PACKAGES) libubootenv-tool debootstrap sudo seabios ipxe-qemu
+# make install: the link to this checkout's osbuilder, in root's PATH and in sudo's
+# secure_path (Debian's /etc/sudoers: /usr/local/sbin:/usr/local/bin:/usr/sbin:...)
+PREFIX ?= /usr/local
+BASH_COMPLETION_DIR ?= /usr/share/bash-completion/completions
 
-.PHONY: help deps venv dib image run test test-all unit lint bench bench-fleet clean settings show-config
+.PHONY: help deps deps-run deps-test venv install uninstall dib image run test test-all unit lint \
+	bench bench-fleet clean settings show-config
 
 help:
 	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
+	@echo "make install link osbuilder into $(PREFIX)/bin, with bash completion (make image does)"
 	@echo "make run     boot the image of BOARD in QEMU, console here (quit: Ctrl-A X)"
 	@echo "make test    lint + unit + integration + representative QEMU boots"
 	@echo "make test-all  everything, including the slow QEMU and board legs"
@@ -31,14 +42,25 @@ help:
 	@echo "make bench-fleet  fleet rollout at 10/100/1,000 nodes: requests per node, controller RSS/CPU, planner time"
 	@echo "make dib     install diskimage-builder (rootfs backend dib) into $(DIB_VENV)"
 
-deps:
-	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+# install-packages LIST: the Debian packages of LIST this host lacks (as root)
+define install-packages
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" != 0 ]; then echo "missing host packages: $$missing (run: sudo make deps)"; exit 1; fi; \
+		if [ "$$(id -u)" != 0 ]; then echo "missing host packages: $$missing (run: sudo make $@)"; exit 1; fi; \
 		echo "installing host packages: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install-packages,$(BUILD_PACKAGES))
+
+deps-run:
+	$(call install-packages,$(RUN_PACKAGES))
+
+deps-test: deps
+	$(call install-packages,$(TEST_PACKAGES))
 
 $(VENV)/.stamp: pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,17 +77,31 @@ $(DIB_VENV)/.stamp: requirements-dib.txt
 
 dib: $(DIB_VENV)/.stamp
 
-image: deps venv
+# osbuilder on PATH as this checkout's venv (an editable install: edits apply at once);
+# `osbuilder` and `sudo osbuilder` then work from anywhere. pip users: `pip install .`
+install: venv
+	@if [ ! -w "$(PREFIX)/bin" ]; then echo "$(PREFIX)/bin is not writable: sudo make install, or make install PREFIX=~/.local"; exit 1; fi
+	ln -sfn $(CURDIR)/$(OSB) $(PREFIX)/bin/osbuilder
+	@if [ -d "$(BASH_COMPLETION_DIR)" ] && [ -w "$(BASH_COMPLETION_DIR)" ]; then \
+		$(VENV)/bin/register-python-argcomplete osbuilder > $(BASH_COMPLETION_DIR)/osbuilder; \
+		echo "bash completion: $(BASH_COMPLETION_DIR)/osbuilder (new shells)"; fi
+	@echo "osbuilder -> $(CURDIR)/$(OSB) in $(PREFIX)/bin"
+
+uninstall:
+	@if [ "$$(readlink $(PREFIX)/bin/osbuilder)" = "$(CURDIR)/$(OSB)" ]; then \
+		rm -f $(PREFIX)/bin/osbuilder $(BASH_COMPLETION_DIR)/osbuilder; echo "removed"; fi
+
+image: deps venv install
 	$(OSB) build $(BUILD_ARGS)
 
-run: venv
-	OSB_QEMU_ACCEL=$(ACCEL) $(OSB) run --board $(BOARD) \
+run: deps-run venv
+	OSB_QEMU_ACCEL=$(ACCEL) $(OSB) run \
 		$$(ls -t $(OUT)/osbuilder-$(BOARD)-*.img | grep -v '\.run\.img$$' | head -1)
 
 show-config: venv
 	$(OSB) show-config $(BUILD_ARGS)
 
-# regenerate settings.mk and print the README's settings table (both derived from the
+# regenerate settings.mk and the settings table of docs/building.md (both derived from the
 # settings' one declaration; tests/unit/test_settings.py keeps them equal)
 settings: venv
 	$(PY) -m osbuilder.host.settings
@@ -77,13 +113,13 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-test: deps venv lint
+test: deps-test venv lint
 	$(VENV)/bin/pytest -m 'not slow' tests
 
-test-all: deps venv dib lint
+test-all: deps-test venv dib lint
 	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest tests
 
-bench: deps venv dib
+bench: deps-test venv dib
 	$(PY) bench/bench.py
 
 # the simulated fleet at 10, 100 and 1,000 nodes (minutes): a table, and JSON + SVG under

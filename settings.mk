@@ -1,5 +1,5 @@
 # Generated from osbuilder/host/settings.py by `make settings`: do not edit.
-# Each variable is a setting of `osbuilder build` (README: Build settings).
+# Each variable is a setting of `osbuilder build` (docs/building.md: Build settings).
 BOARD ?= qemu-amd64
 OUT ?= out
 VERSION ?=

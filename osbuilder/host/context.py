@@ -17,6 +17,7 @@ from osbuilder.shared.layout import DiskLayout
 class Artifact:
     kind: str
     path: Path
+    sha256: str = ""  # set when the build moved it into the output folder
 
 
 @dataclass

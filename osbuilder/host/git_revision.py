@@ -12,6 +12,10 @@ SOURCE_DIR = Path(__file__).resolve().parents[2]  # the checkout, when run from 
 
 
 def _git(*args: str) -> str | None:
+    # an installed package (site-packages) has no pyproject.toml beside it: never ask git
+    # there, it could answer for whatever repository the venv happens to sit in
+    if not (SOURCE_DIR / "pyproject.toml").is_file():
+        return None
     try:
         return output(["git", "-C", SOURCE_DIR, *args]).strip()
     except OsbError:  # no git, or not a checkout (an sdist, a copied tree)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from osbuilder.host.binfmt import ensure_binfmt
 from osbuilder.host.boards import Board
+from osbuilder.host.checksums import update_sums
 from osbuilder.host.context import Artifact, BuildContext
-from osbuilder.host.formats import ami
+from osbuilder.host.download import sha256_file
+from osbuilder.host.formats import FORMATS, check_formats
 from osbuilder.host.progress import Progress
 from osbuilder.host.settings import BuildOptions
-from osbuilder.host.stages import FORMAT_TOOLS, FORMATS, STAGES
+from osbuilder.host.stages import FORMAT_STAGES, STAGES
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import require_tools
 
@@ -28,10 +30,11 @@ HOST_TOOLS = {
 MIN_FREE_BYTES = 4 << 30
 
 
-def preflight(options: BuildOptions) -> None:
+def preflight(board: Board, options: BuildOptions) -> None:
+    check_formats(board, options.formats)  # before the output folder exists
     require_tools(HOST_TOOLS)
     for f in options.formats:
-        require_tools(FORMAT_TOOLS.get(f, {}))
+        require_tools(FORMATS[f].tools)
     if options.sign_key is not None:
         require_tools({"rauc": "rauc"})
     if os.geteuid() != 0:
@@ -48,10 +51,6 @@ def preflight(options: BuildOptions) -> None:
     if free < MIN_FREE_BYTES:
         raise OsbError(f"--out {out}: only {free >> 20} MiB free, a build needs "
                        f"{MIN_FREE_BYTES >> 20} MiB")
-    unknown = [f for f in options.formats if f not in FORMATS]
-    if unknown:
-        raise OsbError(f"--format {','.join(unknown)}: unknown (available: "
-                       f"{', '.join(FORMATS)})")
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -69,28 +68,25 @@ def remove_work(work: Path) -> None:
 
 
 def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[Artifact]:
-    preflight(options)
-    if "ami" in options.formats:
-        ami.check_board(board)
+    preflight(board, options)
     emulation = ensure_binfmt(board.arch)
     if emulation:
         progress.say(f"{board.arch} on this host through qemu-user: {emulation}")
     work = Path(tempfile.mkdtemp(prefix=f".osbuilder-{board.name}-", dir=options.out_dir))
     ctx = BuildContext(board=board, options=options, work=work, progress=progress)
-    stages = STAGES + [(f"format {f}", FORMATS[f]) for f in options.formats]
+    stages = STAGES + [(f"format {f}", FORMAT_STAGES[f]) for f in options.formats]
     try:
         with ctx.cleanup:
             for i, (name, stage) in enumerate(stages, 1):
                 with progress.stage(name, i, len(stages)):
                     stage(ctx)
             final = []
-            for art in ctx.artifacts:
+            manifest = work / f"{ctx.basename}.manifest.json"
+            for art in [*ctx.artifacts, Artifact("manifest", manifest)]:
                 dest = options.out_dir / art.path.name
                 os.replace(art.path, dest)
-                final.append(Artifact(art.kind, dest))
-            manifest = work / f"{ctx.basename}.manifest.json"
-            os.replace(manifest, options.out_dir / manifest.name)
-            final.append(Artifact("manifest", options.out_dir / manifest.name))
+                final.append(Artifact(art.kind, dest, sha256_file(dest)))
+            update_sums(options.out_dir, {a.path.name: a.sha256 for a in final})
             return final
     except OSError as exc:
         if exc.errno == errno.ENOSPC:

@@ -1,11 +1,13 @@
 """Build settings, declared once. Each field of BuildOptions is one setting: its type, its
 default and, in its metadata, its command-line flag, help, Makefile variable and
 environment variable. `osbuilder build`'s options, `osbuilder show-config`, the Makefile's
-variables (settings.mk) and the README's settings table are all derived from this class.
+variables (settings.mk) and the settings table in docs/building.md are all derived from
+this class.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import time
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 
 from osbuilder import __version__
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.versions import parse_version
 
 T = TypeVar("T")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "osbuilder"
@@ -42,10 +45,18 @@ def _formats(text: str) -> tuple[str, ...]:
     return tuple(f for f in text.split(",") if f)
 
 
+MAX_EPOCH = 253402300799  # 9999-12-31 23:59:59 UTC: file systems and tar stop there
+
+
 def _epoch(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EPOCH:
         raise ValueError("expected seconds since 1970-01-01 UTC, e.g. 1700000000")
     return int(text)
+
+
+def _version(text: str) -> str:
+    parse_version(text)  # one scheme, the one the node compares by
+    return text
 
 
 def _path(text: str) -> Path:
@@ -62,8 +73,10 @@ class BuildOptions:
              "board, one after the other, sharing caches)")
     out_dir: Path = setting(Path("out"), "--out", make="OUT", metavar="DIR", parse=_path,
                             help="output directory")
-    version: str = setting(__version__, "--version", make="VERSION",
-                           help="image version recorded in os-release and the manifest")
+    version: str = setting(__version__, "--version", make="VERSION", parse=_version,
+                           help="image version recorded in os-release, the manifest and the "
+                                "update bundle: MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] "
+                                "(semver.org), optionally with a leading v")
     formats: tuple[str, ...] = setting(
         (), "--format", make="FORMAT", parse=_formats, default_text="the board's",
         help="comma-separated formats: img (raw disk), qcow2, ami (raw disk + .ami.json for "
@@ -126,6 +139,17 @@ def _parser_for(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
     return meta(f).parse or str
 
 
+def _option_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """parse for argparse: its ValueError's message becomes the usage error's."""
+    def typed(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    typed.__name__ = parse.__name__.lstrip("_")
+    return typed
+
+
 def add_arguments(parser: Any) -> None:
     """One option per setting with a flag; unset options stay None (defaults come later,
     so `show-config` can say where each value came from)."""
@@ -138,7 +162,8 @@ def add_arguments(parser: Any) -> None:
             parser.add_argument(s.flag, dest=f.name, action="store_true", default=None,
                                 help=help_text)
         else:
-            parser.add_argument(s.flag, dest=f.name, type=_parser_for(f), default=None,
+            parser.add_argument(s.flag, dest=f.name, type=_option_type(_parser_for(f)),
+                                default=None,
                                 metavar=s.metavar, help=help_text)
 
 
@@ -191,7 +216,8 @@ def makefile() -> str:
     """settings.mk: the Makefile variables of the settings and the `build` arguments they
     make. Generated (`make settings`); a unit test keeps it equal to this output."""
     lines = ["# Generated from osbuilder/host/settings.py by `make settings`: do not edit.",
-             "# Each variable is a setting of `osbuilder build` (README: Build settings)."]
+             "# Each variable is a setting of `osbuilder build` (docs/building.md: Build "
+             "settings)."]
     args = []
     for f, s in SETTINGS:
         if s.make is None or s.flag is None:
@@ -205,7 +231,7 @@ def makefile() -> str:
 
 
 def markdown_table() -> str:
-    """The README's table of build settings (a unit test compares them)."""
+    """The table of build settings in docs/building.md (a unit test compares them)."""
     out = ["| setting | flag | make | environment | default | what |",
            "|---|---|---|---|---|---|"]
     for f, s in SETTINGS:
@@ -216,6 +242,20 @@ def markdown_table() -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # make settings
+TABLE_DOC = Path("docs/building.md")
+TABLE_START = "<!-- settings table: generated from osbuilder/host/settings.py -->\n"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def with_table(doc: str) -> str:
+    """doc with the text between the settings table markers replaced by markdown_table()."""
+    head, start, rest = doc.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise OsbError(f"{TABLE_DOC}: settings table markers not found")
+    return head + start + markdown_table() + end + tail
+
+
+if __name__ == "__main__":  # make settings (from the checkout's top folder)
     Path("settings.mk").write_text(makefile())
-    print(markdown_table(), end="")
+    TABLE_DOC.write_text(with_table(TABLE_DOC.read_text()))

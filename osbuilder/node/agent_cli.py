@@ -1,4 +1,6 @@
-"""`osbuilder-agent`: the node agent's command line (runs on the node)."""
+"""`osbuilder-agent`: the node agent's command line (runs on the node). Every failure is
+one line and an exit code (osbuilder.shared.errors.ExitCode); `boot` exits 1 when the
+config was refused or an applier failed (the node then runs its last good config)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,16 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from osbuilder import __version__
 from osbuilder.node import status
 from osbuilder.node.paths import AgentPaths
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.cli_base import enable_completion, main_parser, run_guarded, sub_parsers
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="osbuilder-agent", description="osbuilder node agent (runs on the node)"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    parser = main_parser("osbuilder-agent", "osbuilder node agent (runs on the node)",
+                         __version__)
+    sub = sub_parsers(parser, "command")
     sub.add_parser("boot", help="apply the node config (every boot; idempotent)")
     sub.add_parser("online", help="fetch config_url, remote SSH keys and manifests")
     sub.add_parser("run-cmd", help="run the config's run_cmd list (network up, before k3s)")
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="slot, version, config sources, k3s role, last errors")
     st.add_argument("--oneline", action="store_true", help="one line (printed on the console)")
     st.add_argument("--json", action="store_true", help="machine-readable")
-    v = sub.add_parser("validate", help="check a config.yaml without applying it")
+    v = sub.add_parser("validate-config", aliases=["validate"],
+                       help="check a config.yaml without applying it")
     v.add_argument("file", type=Path)
     v.add_argument("--strict", action="store_true",
                    help="refuse keys osbuilder and k3OS do not know instead of ignoring them")
@@ -43,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("mark-good", help="bless the booted slot now, without the health gate")
     sub.add_parser("health-gate", help="(boot) bless a slot on trial or roll it back")
     sub.add_parser("grow-data", help="(first boot, MBR disks) grow the data partition")
+    sub.add_parser("save-password", help="(boot) keep the password osb chose on this node "
+                   "when the config sets none")
     ins = sub.add_parser("install", help="install this live system (ISO, USB stick, PXE) onto "
                          "a disk: install.device from the config, else asks on the console")
     ins.add_argument("--auto", action="store_true",
@@ -52,109 +57,131 @@ def main(argv: list[str] | None = None) -> int:
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
-    ctl.add_argument("--kubeconfig", type=Path,
-                     help="its ServiceAccount's (default: /run/osbuilder-controller/kubeconfig)")
-    ctl.add_argument("--fetch-token", action="store_true", help="(root) write that kubeconfig "
-                     "with a token asked with k3s's admin kubeconfig, then exit")
-    ctl.add_argument("--metrics", help="HOST:PORT serving Prometheus metrics at /metrics "
-                     "(default 127.0.0.1:9733; '' for none)")
+    ctl.add_argument("--kubeconfig", type=Path, help="default: /etc/rancher/k3s/k3s.yaml")
     ctl.add_argument("--identity", help="name in the leader Lease (default: hostname)")
+    ctl.add_argument("--metrics", default="127.0.0.1:9733", metavar="ADDR:PORT",
+                     help="Prometheus metrics on this address ('' turns them off)")
+    ctl.add_argument("--fetch-token", action="store_true",
+                     help="(root, the unit's first step) write the controller's ServiceAccount "
+                          "kubeconfig with k3s's admin kubeconfig, then exit")
     wn = sub.add_parser("watch-node", help="carry out fleet upgrades the controller asks "
                         "this node for (annotations on its Node)")
     wn.add_argument("--kubeconfig", type=Path,
                     help="default: the kubelet's, /var/lib/rancher/k3s/agent/kubelet.kubeconfig")
     wn.add_argument("--node", help="Node name (default: k3s's node-name, else the hostname)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    enable_completion(parser)
     args = parser.parse_args(argv)
-    paths = AgentPaths()
+    return run_guarded("osbuilder-agent", lambda: command(args, AgentPaths()), args.verbose)
+
+
+def command(args: argparse.Namespace, paths: AgentPaths) -> int:
     if args.command in ("online", "upgrade", "install", "watch-node"):
         from osbuilder.node import proxy_env
 
         proxy_env.load(paths.root / "etc/environment")
-    try:
-        if args.command in ("controller", "watch-node"):
-            from osbuilder.node.fleet import service
+    if args.command in ("controller", "watch-node"):
+        from osbuilder.node.fleet import service
 
-            if args.command == "controller":
-                return service.controller(args.kubeconfig, args.identity, args.metrics,
-                                          args.fetch_token)
-            return service.watch_node(args.kubeconfig, args.node, paths)
-        if args.command in ("upgrade", "rollback", "mark-good", "health-gate", "bootloader"):
-            from osbuilder.node.upgrade import actions as node
+        if args.command == "controller":
+            return service.controller(args.kubeconfig, args.identity, args.metrics,
+                                      args.fetch_token)
+        return service.watch_node(args.kubeconfig, args.node, paths)
+    if args.command in ("upgrade", "rollback", "mark-good", "health-gate", "bootloader"):
+        from osbuilder.node.upgrade import actions as node
 
-            if args.command == "upgrade":
-                return node.upgrade(paths, args.source, args.allow_downgrade,
-                                    not args.no_reboot)
-            if args.command == "rollback":
-                return node.rollback(paths, not args.no_reboot)
-            if args.command == "mark-good":
-                return node.mark_good(paths)
-            if args.command == "health-gate":
-                return node.health_gate(paths)
-            return node.bootloader_backend(paths, args.op)
-        if args.command == "install":
-            from osbuilder.node.install.installer import install
-            from osbuilder.shared.nodeconfig.facts import gather as gather_facts
+        if args.command == "upgrade":
+            return node.upgrade(paths, args.source, args.allow_downgrade, not args.no_reboot)
+        if args.command == "rollback":
+            return node.rollback(paths, not args.no_reboot)
+        if args.command == "mark-good":
+            return node.mark_good(paths)
+        if args.command == "health-gate":
+            return node.health_gate(paths)
+        return node.bootloader_backend(paths, args.op)
+    if args.command == "install":
+        from osbuilder.node.install.installer import install
+        from osbuilder.shared.nodeconfig.facts import gather as gather_facts
 
-            return install(paths, gather_facts(), args.auto, not args.no_reboot)
-        if args.command == "validate":
-            from osbuilder.shared.nodeconfig.loader import validate_command
+        return install(paths, gather_facts(), args.auto, not args.no_reboot)
+    if args.command in ("validate-config", "validate"):
+        from osbuilder.shared.login_access import ACCESS_WARNING, has_way_in
+        from osbuilder.shared.nodeconfig.loader import validate_command
 
-            validate_command(args.file, args.strict, "osbuilder-agent")
-            return 0
-        if args.command == "grow-data":
-            from osbuilder.node.grow_mbr import grow_data
+        cfg = validate_command(args.file, args.strict, "osbuilder-agent")
+        if not has_way_in(cfg):
+            print(f"osbuilder-agent: warning: {args.file}: {ACCESS_WARNING}", file=sys.stderr)
+        return 0
+    if args.command == "grow-data":
+        from osbuilder.node.grow_mbr import grow_data
 
-            print(f"osbuilder-agent: {grow_data()}")
-            return 0
-        if args.command == "status":
-            facts = status.gather(paths)
-            if args.json:
-                print(json.dumps(asdict(facts), indent=2))
-            else:
-                print(facts.oneline() if args.oneline else facts.text())
-            return 0
-        from osbuilder.node import configure as boot
-        from osbuilder.shared.nodeconfig.facts import gather
+        print(f"osbuilder-agent: {grow_data()}")
+        return 0
+    if args.command == "status":
+        facts = status.gather(paths)
+        if args.json:
+            print(json.dumps(asdict(facts), indent=2))
+        else:
+            print(facts.oneline() if args.oneline else facts.text())
+        return 0
+    from osbuilder.node import configure as boot
+    from osbuilder.node import first_login
+    from osbuilder.shared.nodeconfig.facts import gather
 
-        if args.command == "boot":
-            return boot_command(paths)
-        if args.command == "config":
-            from osbuilder.node.config_dump import dump
+    if args.command == "boot":
+        return boot_command(paths)
+    if args.command == "config":
+        from osbuilder.node.config_dump import dump
 
-            print(dump(paths, gather()), end="")
-            return 0
-        if args.command == "online":
-            boot.online(paths, gather())
-            return 0
-        if args.command == "run-cmd":
-            from osbuilder.node.user_commands import run_commands
+        print(dump(paths, gather()), end="")
+        return 0
+    if args.command == "online":
+        boot.online(paths, gather())
+        # a changed config was applied again: put the way in back, without a new password
+        note = first_login.ensure(paths, boot.fallback(paths)[0], new=False)
+        if note:
+            print(f"osbuilder-agent: {note}")
+        return 0
+    if args.command == "save-password":
+        note = first_login.save(paths, boot.fallback(paths)[0])
+        if note:
+            print(f"osbuilder-agent: {note}")
+        return 0
+    # run-cmd
+    from osbuilder.node.user_commands import run_commands
 
-            cfg, _, _ = boot.fallback(paths)  # the config `boot` applied last
-            for w in run_commands("run_cmd", cfg.run_cmd, dict(cfg.k3s.environment)):
-                print(f"osbuilder-agent: warning: {w}")
-            return 0
-    except OsbError as exc:
-        print(f"osbuilder-agent: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a bug: one line for the console, no traceback
-        print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
-              file=sys.stderr)
-        return 1
-    return 1
+    cfg, _, _ = boot.fallback(paths)  # the config `boot` applied last
+    for w in run_commands("run_cmd", cfg.run_cmd, dict(cfg.k3s.environment)):
+        print(f"osbuilder-agent: warning: {w}")
+    return 0
 
 
 def boot_command(paths: AgentPaths) -> int:
     """`boot`: 0 when the config applied, 1 when it was refused or an applier failed (the
     node then runs its last good config, and systemd shows the run as failed)."""
-    from osbuilder.node import configure
+    from osbuilder.node import configure, first_login
     from osbuilder.shared.nodeconfig.facts import gather
 
     try:
-        failed = bool(configure.boot(paths, gather()).errors)
+        out = configure.boot(paths, gather())
+        failed = bool(out.errors)
     except Exception as exc:  # configure.boot falls back by itself; this is the last wall
         print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
               flush=True)
         failed = True
+        out = None
+    # a way in when the config gives none (a one-time console password); here rather
+    # than in a unit of its own: one Python start less at boot
+    try:
+        note = first_login.ensure(paths, out.config if out else configure.fallback(paths)[0])
+        if note:
+            print(f"osbuilder-agent: {note}", flush=True)
+    except Exception as exc:
+        print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}", flush=True)
     # the console's status line, here rather than in a unit of its own: one Python start
     # less at boot (local-fs.target, so data is grown, is done)
     try:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from osbuilder.shared.errors import CommandError, OsbError
+from osbuilder.shared.errors import CommandError, ExternalError
 
 log = logging.getLogger("osbuilder.shared.run")
 
@@ -60,7 +60,8 @@ def run(
                 timeout=timeout,
             )
     except FileNotFoundError as exc:
-        raise OsbError(f"host tool not found: {args[0]} (install it, see `make deps`)") from exc
+        raise ExternalError(f"host tool not found: {args[0]} (install it, see `make deps`)"
+                            ) from exc
     except subprocess.TimeoutExpired as exc:
         raise CommandError(args, -1, f"timed out after {timeout} s") from exc
     if log_file is not None:
@@ -90,7 +91,7 @@ def stream(argv: Sequence[str | Path]) -> Iterator[IO[bytes]]:
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=err)
         except FileNotFoundError as exc:
-            raise OsbError(f"host tool not found: {args[0]} (install it, see `make deps`)"
+            raise ExternalError(f"host tool not found: {args[0]} (install it, see `make deps`)"
                            ) from exc
         assert proc.stdout is not None
         try:
@@ -118,6 +119,18 @@ def require_tools(tools: Mapping[str, str]) -> None:
     missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in tools.items()
                if shutil.which(tool) is None]
     if missing:
-        raise OsbError(
+        raise ExternalError(
             "missing host tools: " + ", ".join(missing) + "\n  run `make deps` to install them"
         )
+
+
+def run_interactive(argv: Sequence[str | Path]) -> int:
+    """Run argv on this terminal (stdin, stdout and stderr inherited: a VM's serial
+    console); returns its exit status."""
+    args = [str(a) for a in argv]
+    log.debug("$ %s", " ".join(args))
+    try:
+        return subprocess.run(args, check=False).returncode
+    except FileNotFoundError as exc:
+        raise ExternalError(f"host tool not found: {args[0]} (install it, see `make deps`)"
+                            ) from exc

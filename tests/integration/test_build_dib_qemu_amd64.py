@@ -20,7 +20,7 @@ import yaml
 from osbuilder.host.boards import BOARDS_DIR
 from osbuilder.host.qemu import scratch_disk
 from osbuilder.host.stages.rootfs_dib import find_dib
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import ExitCode, OsbError
 from tests.conftest import EPOCH, require_build_capability
 from tests.e2e.test_agent_qemu_amd64 import boot, write_config
 from tests.helpers.image import fat_files, partitions, squash_list, squash_read
@@ -113,7 +113,7 @@ def test_broken_element_is_named_with_its_log(tmp_path: Path, build_cache: Path,
     require_dib()
     board = dib_board_file(tmp_path, ["debian-minimal", "osb-test-broken"])
     r = build(board, tmp_path / "out", build_cache, k3s_server)
-    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.returncode == ExitCode.BAD_INPUT, r.stderr[-3000:]
     m = re.search(r"rootfs backend dib: disk-image-create exited \d+: element "
                   r"'osb-test-broken' failed in its hook install.d/50-osb-test-broken; "
                   r"full log: (\S+)", r.stderr)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.host.download import sha256_file
+from osbuilder.shared.errors import ExitCode
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
 from tests.helpers.image import (
     fat_files,
@@ -155,6 +156,12 @@ def test_progress_and_summary(qemu_amd64_build: Build) -> None:
     assert f"{qemu_amd64_build.image}  " in log and f"sha256 {digest}" in log
     leftovers = [p.name for p in qemu_amd64_build.out.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+    # SHA256SUMS beside the artifacts, in sha256sum's own format
+    sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=qemu_amd64_build.out,
+                          capture_output=True, text=True)
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+    assert sorted(sums.stdout.splitlines()) == [
+        f"{qemu_amd64_build.image.name}: OK", f"{qemu_amd64_build.manifest.name}: OK"]
 
 
 def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
@@ -206,7 +213,7 @@ def test_interrupted_build_leaves_nothing(build_cache: Path, k3s_server: Served,
             break
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 130, seen + rest
-    assert "interrupted; partial output removed" in rest
+    assert "partial output removed\nosbuilder: interrupted\n" in rest
     assert sorted(p.name for p in out.iterdir()) == []
 
 
@@ -219,7 +226,7 @@ def test_too_little_space_is_refused(k3s_server: Served, tmp_path: Path) -> None
     try:
         r = subprocess.run([sys.executable, "-m", "osbuilder", "build", "--board",
                             "qemu-amd64", "--out", str(small)], capture_output=True, text=True)
-        assert r.returncode == 2
+        assert r.returncode == ExitCode.BAD_INPUT
         assert f"--out {small}: only 64 MiB free, a build needs 4096 MiB" in r.stderr
         assert list(small.iterdir()) == []
     finally:
@@ -249,7 +256,7 @@ def test_tarball_of_another_arch_is_refused(k3s_server: Served, build_cache: Pat
                         "--out", str(out), "--cache-dir", str(build_cache),
                         "--rootfs-tarball", str(tarball)], env=env, capture_output=True,
                        text=True, timeout=300)
-    assert r.returncode == 2
+    assert r.returncode == ExitCode.BAD_INPUT
     assert (f"rootfs tarball {tarball}: /bin/sh is built for arm64, but board qemu-amd64 "
             "is amd64") in r.stderr
     assert list(out.iterdir()) == []

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from osbuilder.host.flash.target_checks import check_target, describe, refusals
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import ExitCode, OsbError
+from tests.helpers.small_image import small_image
 
 USB = "devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host6/target6:0:0/6:0:0:0/block"
 SATA = "devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block"
@@ -135,8 +136,12 @@ def test_regular_file_needs_force_and_char_device_never(tmp_path: Path) -> None:
     assert check_target(f, True) is None
     with pytest.raises(OsbError, match="/dev/null is not a block device"):
         check_target(Path("/dev/null"), True)
-    with pytest.raises(OsbError, match="No such file"):
-        check_target(tmp_path / "sdz", True)
+    # --force makes a new file target, but never under /dev (a mistyped /dev/sdz)
+    assert check_target(tmp_path / "new.img", True) is None
+    with pytest.raises(OsbError, match="no such device"):
+        check_target(tmp_path / "sdz", False)
+    with pytest.raises(OsbError, match="no such device"):
+        check_target(Path("/dev/sdz-osb-test"), True)
 
 
 def root_device() -> Path:
@@ -154,10 +159,9 @@ def root_device() -> Path:
 def test_the_hosts_own_system_disk_is_refused(tmp_path: Path) -> None:
     """The real kernel's view: `osbuilder flash` at the disk / lives on, even forced."""
     node = root_device()
-    image = tmp_path / "x.img"
-    image.write_bytes(b"\0" * 4096)
+    image = small_image(tmp_path / "x.img").path
     r = subprocess.run([sys.executable, "-m", "osbuilder", "flash", str(image), str(node),
-                        "--force"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2, r.stderr
+                        "--force", "--yes"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == ExitCode.BAD_INPUT, r.stderr
     assert f"refusing to write {node}" in r.stderr
     assert "(the running system)" in r.stderr

@@ -20,7 +20,7 @@ from moto.core import set_initial_no_auth_action_count
 
 from osbuilder.host.progress import Progress
 from osbuilder.host.publish.ec2_ami import PublishOptions, publish_ami
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import ExitCode, OsbError
 from tests.helpers.ec2_import_double import ImportServiceDouble
 
 REGION = "eu-west-1"
@@ -186,8 +186,8 @@ def test_cli_publish_needs_a_built_ami(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "osbuilder", "publish", "ami", "--region",
                         REGION, "--bucket", "b", str(tmp_path / "x.img")],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
+    assert r.returncode == ExitCode.BAD_INPUT
     assert "x.ami.json not found: build with --format ami" in r.stderr
     r = subprocess.run([sys.executable, "-m", "osbuilder", "publish", "ami", "x.img"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "--region" in r.stderr and "required" in r.stderr
+    assert r.returncode == ExitCode.USAGE and "--region" in r.stderr and "required" in r.stderr

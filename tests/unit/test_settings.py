@@ -1,5 +1,6 @@
 """Build settings are declared once (osbuilder/host/settings.py); the command line, the
-Makefile's variables and the README's table are derived from that declaration."""
+Makefile's variables and the settings table of docs/building.md are derived from that
+declaration."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ def test_settings_mk_is_generated_from_the_declaration() -> None:
     assert (ROOT / "settings.mk").read_text() == settings.makefile(), "run `make settings`"
 
 
-def test_readme_table_is_generated_from_the_declaration() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_settings_table_is_generated_from_the_declaration() -> None:
+    doc = (ROOT / settings.TABLE_DOC).read_text()
     table = re.search(r"<!-- settings table[^\n]*\n(.*?)<!-- end of settings table -->",
-                      readme, re.S)
+                      doc, re.S)
     assert table is not None
     assert table.group(1) == settings.markdown_table(), "run `make settings`"
+    assert settings.with_table(doc) == doc
 
 
 def test_every_flag_and_make_variable_is_one_setting() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from osbuilder.shared.arches import ARMV6, ARMV6_BOARDS, ARMV6_WHY, Arch, arch_facts
+from osbuilder.shared.cli_base import did_you_mean
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import DiskLayout, ab_layout_of
 from osbuilder.shared.nodeconfig.limits import MAX_SOURCE_BYTES
@@ -17,7 +18,6 @@ from osbuilder.shared.yaml_input import load_data
 
 BOARDS_DIR = Path(__file__).resolve().parent  # the board files live beside this module
 PACKAGE_SETS_FILE = BOARDS_DIR / "package-sets.yaml"
-
 
 
 @dataclass(frozen=True)
@@ -195,9 +195,15 @@ def load_board(name: str) -> Board:
         raise OsbError(f"board {name!r}: the Raspberry Pi 1, Zero and Zero W are ARMv6 and k3s "
                        "needs ARMv7 or newer; for a Pi 2/3 use rpi-armhf, for a Pi 3/4/400/CM4/"
                        "Zero 2 W use rpi-arm64")
-    if not path.is_file():
-        raise OsbError(
-            f"unknown board {name!r} (known boards: {', '.join(board_names())}); "
-            "see `osbuilder boards`"
-        )
+    if "/" in name or not path.is_file():
+        names = board_names()
+        raise OsbError(f"unknown board {name!r}{did_you_mean(name, names)} (known boards: "
+                       f"{', '.join(names)}; a board file of your own ends in .yaml)")
     return load_board_file(path)
+
+
+def board_arg(value: str) -> Board:
+    """A board as users name it: a board name, or the path of a board file (your own)."""
+    if value.endswith((".yaml", ".yml")):
+        return load_board_file(Path(value).resolve())
+    return load_board(value)

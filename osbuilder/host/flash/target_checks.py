@@ -4,7 +4,8 @@ describe a USB stick, a partition or the system disk as a folder of small files)
 
 Never overwritten, not even with --force: a disk with anything mounted (the running
 system included), used as swap, or held by another driver (LVM, RAID, dm-crypt). With
---force: a partition, a disk that is not removable, a regular file.
+--force: a partition, a disk that is not removable, a regular file (made when it does not
+exist, except under /dev: a mistyped device name must not fill the RAM-backed /dev).
 Removable means what lsblk calls RM or HOTPLUG: the `removable` flag, a disk behind a USB
 bridge (USB SSDs often say removable=0), or an SD card in an MMC slot.
 """
@@ -32,6 +33,12 @@ class BlockDevice:
     mounts: tuple[str, ...]  # mount points of the disk or any of its partitions
     swaps: tuple[str, ...]
     holders: tuple[str, ...]
+    model: str = ""  # vendor and model as the disk reports them, for the prompt
+
+    def describe(self) -> str:
+        n = self.size_bytes
+        size = f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+        return f"{self.model or 'unknown model'}, {size}"
 
 
 def _read(path: Path, default: str = "") -> str:
@@ -85,8 +92,16 @@ def describe(major_minor: str, sys_root: Path = SYS, proc_root: Path = PROC) -> 
         size_bytes=int(_read(node / "size", "0")) * 512,
         mounts=_mounts(_read(proc_root / "self/mountinfo"), set(members.values()),
                        set(members)),
-        swaps=swaps, holders=holders,
+        swaps=swaps, holders=holders, model=model_of(disk_dir),
     )
+
+
+def model_of(disk_dir: Path) -> str:
+    """SCSI/USB disks say vendor and model, MMC cards their name."""
+    dev = disk_dir / "device"
+    words = [_read(dev / "vendor"), _read(dev / "model")] if (dev / "model").exists() else [
+        _read(dev / "name")]
+    return " ".join(w for w in words if w)[:60]
 
 
 def refusals(dev: BlockDevice, force: bool) -> list[str]:
@@ -118,6 +133,11 @@ def check_target(path: Path, force: bool, sys_root: Path = SYS, proc_root: Path 
     for VMs, and the tests); raises OsbError with every reason it must not be written."""
     try:
         st = os.stat(path)
+    except FileNotFoundError:
+        if force and not path.resolve().is_relative_to("/dev"):
+            return None  # a new file target
+        raise OsbError(f"DEVICE {path}: no such device (see lsblk; --force writes a new "
+                       "file outside /dev)") from None
     except OSError as exc:
         raise OsbError(f"DEVICE {path}: {exc.strerror}") from exc
     if stat.S_ISREG(st.st_mode):

@@ -30,8 +30,8 @@ class AmiFacts:
     size_bytes: int
 
 
-def check_board(board: Board) -> None:
-    """Before the build starts: can this board be an AMI at all?"""
+def why_not(board: Board) -> list[str]:
+    """Why this board cannot be an AMI (empty: it can)."""
     why = []
     if board.arch_facts.ec2 is None:
         ec2 = [a.debian for a in ARCHES.values() if a.ec2]
@@ -40,6 +40,12 @@ def check_board(board: Board) -> None:
         why.append(f"bootloader {board.bootloader} (EC2 boots AMIs through UEFI)")
     if "cloud-init" not in board.package_sets:
         why.append("no cloud-init package set (the node would never see its EC2 user-data)")
+    return why
+
+
+def check_board(board: Board) -> None:
+    """Before the build starts: can this board be an AMI at all?"""
+    why = why_not(board)
     if why:
         raise OsbError(f"--format ami: board {board.name} cannot be an AMI: {'; '.join(why)}. "
                        "Use --board ec2-a1 or ec2-amd64")

@@ -8,7 +8,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from osbuilder.shared.errors import OsbError
+from osbuilder.shared.errors import ExternalError, OsbError
 
 CREDENTIALS_HELP = ("AWS credentials come from the standard chain: AWS_ACCESS_KEY_ID/"
                     "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials, SSO, or an "
@@ -20,7 +20,12 @@ def session(region: str) -> Any:
         import boto3
     except ImportError as exc:
         raise OsbError("publishing to AWS needs boto3: pip install 'osbuilder[aws]'") from exc
-    return boto3.Session(region_name=region)
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.Session(region_name=region)
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile
+        raise explain(exc, "starting an AWS session") from None
 
 
 class ApiCalls:
@@ -60,21 +65,25 @@ def explain(exc: BaseException, doing: str, hint: str = "") -> OsbError:
         EndpointConnectionError,
         NoCredentialsError,
         NoRegionError,
+        ProfileNotFound,
     )
 
+    if isinstance(exc, ProfileNotFound):
+        return OsbError(f"{doing}: {exc} (AWS_PROFILE names a profile of ~/.aws/config or "
+                        "~/.aws/credentials; unset it for the default chain)")
     if isinstance(exc, NoCredentialsError):
         return OsbError(f"{doing}: no AWS credentials found. {CREDENTIALS_HELP}")
     if isinstance(exc, NoRegionError):
         return OsbError(f"{doing}: no AWS region: pass --region")
     if isinstance(exc, EndpointConnectionError):
-        return OsbError(f"{doing}: cannot reach AWS ({exc}); check --region and the network")
+        return ExternalError(f"{doing}: cannot reach AWS ({exc}); check --region and the network")
     if isinstance(exc, ClientError):
         code = error_code(exc)
         msg = exc.response.get("Error", {}).get("Message", "") or str(exc)
         if code in ("AccessDenied", "403", "UnauthorizedOperation", "AccessDeniedException"):
             return OsbError(f"{doing}: access denied ({code}: {msg}). The credentials in use "
                             f"lack a permission{': ' + hint if hint else ''}")
-        return OsbError(f"{doing}: {code}: {msg}" + (f" ({hint})" if hint else ""))
+        return ExternalError(f"{doing}: {code}: {msg}" + (f" ({hint})" if hint else ""))
     if isinstance(exc, BotoCoreError):
-        return OsbError(f"{doing}: {exc}")
-    return OsbError(f"{doing}: {exc}")
+        return ExternalError(f"{doing}: {exc}")
+    return ExternalError(f"{doing}: {exc}")

@@ -66,8 +66,11 @@ def publish_ami(image: Path, opts: PublishOptions, progress: Progress,
     name = ami_name(facts, opts.name)
     aws = aws or session(opts.region)
     calls = ApiCalls()
-    s3 = calls.attach(aws.client("s3", region_name=opts.region))
-    ec2 = calls.attach(aws.client("ec2", region_name=opts.region))
+    try:
+        s3 = calls.attach(aws.client("s3", region_name=opts.region))
+        ec2 = calls.attach(aws.client("ec2", region_name=opts.region))
+    except Exception as exc:  # botocore's, e.g. an unknown AWS_PROFILE
+        raise explain(exc, "starting the AWS clients") from None
 
     taken = call(ec2.describe_images, "looking for an AMI of the same name",
                  Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])["Images"]

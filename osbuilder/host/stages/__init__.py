@@ -43,7 +43,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("assemble", assemble),
     ("bundle", write_bundle),
 ]
-FORMATS: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2, "ami": ami.write_ami,
-                             "iso": write_iso, "pxe": write_pxe}
-FORMAT_TOOLS = {"iso": {"xorriso": "xorriso"}}
+# one stage per format of osbuilder.host.formats.FORMATS (which boards can have which)
+FORMAT_STAGES: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2,
+                                   "ami": ami.write_ami, "iso": write_iso, "pxe": write_pxe}
 

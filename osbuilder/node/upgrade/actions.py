@@ -199,28 +199,33 @@ def console_note(msg: str) -> None:
         pass
 
 
+BACKEND_OPS = {"get-primary": 0, "set-primary": 1, "get-state": 1, "set-state": 2,
+               "get-current": 0}  # operation -> operands
+
+
 def bootloader_backend(paths: AgentPaths, argv: list[str]) -> int:
     """RAUC's custom bootloader backend protocol (system.conf [handlers])."""
-    ch = chooser(paths)
     op, args = (argv[0], argv[1:]) if argv else ("", [])
+    if BACKEND_OPS.get(op) != len(args) or (op == "set-state" and args[1] not in ("good",
+                                                                                 "bad")):
+        print(f"usage: get-primary | set-primary SLOT | get-state SLOT | set-state SLOT good|bad"
+              f" | get-current (got {' '.join(argv)!r})", file=sys.stderr)
+        return 2
+    ch = chooser(paths)  # reads the booted slot: only for a well-formed request
     if op == "get-primary":
         primary = ch.primary()
         if primary is None:
             raise OsbError("no slot has a boot entry")
         print(primary)
-    elif op == "set-primary" and len(args) == 1:
+    elif op == "set-primary":
         console_note(f"staging slot {args[0]} as the next boot")
         ch.set_primary(args[0])
         console_note(f"slot {args[0]} boots next ({ch.tries_left(args[0])} tries)")
-    elif op == "get-state" and len(args) == 1:
+    elif op == "get-state":
         print(ch.state(args[0]))
-    elif op == "set-state" and len(args) == 2 and args[1] in ("good", "bad"):
+    elif op == "set-state":
         ch.set_state(args[0], args[1] == "good")
         console_note(f"slot {args[0]} marked {args[1]}")
-    elif op == "get-current":
-        print(ch.booted)
     else:
-        print(f"usage: get-primary | set-primary SLOT | get-state SLOT | set-state SLOT good|bad"
-              f" | get-current (got {' '.join(argv)!r})", file=sys.stderr)
-        return 2
+        print(ch.booted)
     return 0
