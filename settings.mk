@@ -9,6 +9,7 @@ K3S_VERSION ?=
 K3S_CHANNEL ?=
 K3S_DIR ?=
 KEYS ?=
+ENCRYPTION ?=
 BUILD_ARGS := $(if $(BOARD),--board $(BOARD)) \
 	$(if $(OUT),--out $(OUT)) \
 	$(if $(VERSION),--version $(VERSION)) \
@@ -17,4 +18,5 @@ BUILD_ARGS := $(if $(BOARD),--board $(BOARD)) \
 	$(if $(K3S_VERSION),--k3s-version $(K3S_VERSION)) \
 	$(if $(K3S_CHANNEL),--k3s-channel $(K3S_CHANNEL)) \
 	$(if $(K3S_DIR),--k3s-dir $(K3S_DIR)) \
-	$(if $(KEYS),--keys $(KEYS))
+	$(if $(KEYS),--keys $(KEYS)) \
+	$(if $(ENCRYPTION),--encryption $(ENCRYPTION))

@@ -99,6 +99,27 @@ def ec2_amd64_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                            board="ec2-amd64")
 
 
+@pytest.fixture(scope="session")
+def fleet_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `keys init` folder: bundle CA and signing key, Secure Boot PK/KEK/db, PCR key."""
+    from osbuilder.host.keys import init_keys
+
+    keys = tmp_path_factory.mktemp("fleet") / "keys"
+    init_keys(keys, "e2e fleet")
+    return keys
+
+
+@pytest.fixture(scope="session")
+def qemu_amd64_signed_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+                            k3s_server: Served, fleet_keys: Path,
+                            qemu_amd64_build: Build) -> Build:
+    """qemu-amd64 with --keys: signed systemd-boot and UKIs, verity roots, LUKS2 data; after
+    the session's first build, whose rootfs it shares."""
+    require_build_capability()
+    return osbuilder_build(tmp_path_factory.mktemp("out-signed"), build_cache, k3s_server,
+                           "--keys", str(fleet_keys))
+
+
 # the config baked into the live build: its ISO installs itself onto the VM's virtio disk
 INSTALL_CONFIG = {"hostname": "installed-node",
                   "k3os": {"password": "iso-e2e", "install": {"device": "/dev/vda",

@@ -106,9 +106,19 @@ def keys(args: argparse.Namespace) -> int:
         print(f)
     lines, _ = k.check_certificates([f for f in made if f.name in k.CERTS])
     print("\n".join(lines), file=sys.stderr)
-    where = f"in {args.ca_dir}, where it stays" if args.ca_dir else f"in {args.dir}"
-    print(f"the CA key is {where}: keep it offline. Build with --keys {args.dir}; the "
-          f"signing certificate lasts {k.SIGNING_DAYS} days: {k.RENEW_HINT}", file=sys.stderr)
+    names = {f.name for f in made}
+    if "signing.key.pem" in names:
+        where = f"in {args.ca_dir}, where it stays" if args.ca_dir else f"in {args.dir}"
+        print(f"the CA key is {where}: keep it offline. Build with --keys {args.dir}; the "
+              f"signing certificate lasts {k.SIGNING_DAYS} days: {k.RENEW_HINT}",
+              file=sys.stderr)
+    if "PK.key.pem" in names:
+        print(f"Secure Boot keys added: keep {args.dir}/PK.key.pem and KEK.key.pem offline as "
+              "well (builds need db.key.pem and pcr-signing.key.pem only; docs/trust.md)",
+              file=sys.stderr)
+    elif "db.key.pem" not in names:
+        print("no Secure Boot keys in this folder: UEFI boards need them for --keys "
+              "(docs/trust.md)", file=sys.stderr)
     return 0
 
 
@@ -136,23 +146,39 @@ def serve(args: argparse.Namespace) -> int:
                      args.args)
 
 
+def image_manifest(image: Path) -> dict[str, Any] | None:
+    """The manifest the build wrote beside an image, if it is there and readable."""
+    stem = image.name.removesuffix(".zst").removesuffix(".img").removesuffix(".qcow2")
+    try:
+        data = json.loads(image.with_name(f"{stem}.manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def image_board(image: Path) -> Board:
     """The board an image was built for, from the manifest the build wrote beside it."""
-    stem = image.name.removesuffix(".zst").removesuffix(".img").removesuffix(".qcow2")
-    manifest = image.with_name(f"{stem}.manifest.json")
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, ValueError):
-        raise OsbError(f"{image}: no readable {manifest.name} beside it to say its board: "
-                       "pass --board") from None
-    name = data.get("board") if isinstance(data, dict) else None
+    data = image_manifest(image)
+    if data is None:
+        raise OsbError(f"{image}: no readable manifest beside it to say its board: "
+                       "pass --board")
+    name = data.get("board")
     if not isinstance(name, str):
-        raise OsbError(f"{manifest}: names no board: pass --board")
+        raise OsbError(f"{image}: its manifest names no board: pass --board")
     return load_board(name)
 
 
+def signed(image: Path) -> bool:
+    """Whether the image was built with Secure Boot keys (its manifest says so)."""
+    trust = (image_manifest(image) or {}).get("trust")
+    return isinstance(trust, dict) and trust.get("secure_boot") is True
+
+
 def run_vm(args: argparse.Namespace) -> int:
-    from osbuilder.host.qemu import default_accel, qemu_argv, scratch_disk
+    import shutil
+    from contextlib import ExitStack
+
+    from osbuilder.host.qemu import Swtpm, default_accel, qemu_argv, scratch_disk
     from osbuilder.shared.run import run_interactive
 
     if not args.image.is_file():
@@ -161,17 +187,27 @@ def run_vm(args: argparse.Namespace) -> int:
     accel = default_accel()
     scratch = args.image.with_name(args.image.stem + ".run.img")
     vars_copy = scratch.with_suffix(".vars.fd")
+    tpm_state = scratch.with_suffix(".tpm")
+    # a signed image boots with Secure Boot enforced (its firmware starts in setup mode and
+    # systemd-boot enrolls the fleet keys) and, where the board has one, a TPM 2.0
+    secure_boot = signed(args.image)
     try:
-        # QEMU, its firmware and the board's qemu: section are checked before the copy
-        argv = qemu_argv(board, scratch, vars_copy, accel=accel)
-        scratch_disk(args.image, scratch, args.disk_size)
-        print(f"booting {args.image} as {board.name} ({board.arch}) with accelerator {accel} "
-              "(OSB_QEMU_ACCEL=kvm, make run ACCEL=kvm); quit with Ctrl-A X", file=sys.stderr)
-        status = run_interactive(argv)
+        with ExitStack() as stack:
+            tpm = stack.enter_context(Swtpm(tpm_state)) if secure_boot and board.tpm else None
+            # QEMU, its firmware and the board's qemu: section are checked before the copy
+            argv = qemu_argv(board, scratch, vars_copy, accel=accel, secure_boot=secure_boot,
+                             tpm=tpm.socket if tpm else None)
+            scratch_disk(args.image, scratch, args.disk_size)
+            what = " with Secure Boot" + (" and a TPM" if tpm else "") if secure_boot else ""
+            print(f"booting {args.image} as {board.name} ({board.arch}){what} with "
+                  f"accelerator {accel} (OSB_QEMU_ACCEL=kvm, make run ACCEL=kvm); quit with "
+                  "Ctrl-A X", file=sys.stderr)
+            status = run_interactive(argv)
     finally:
         for f in (scratch, vars_copy):  # a scratch disk is gigabytes: never left behind
             if f.exists():
                 os.unlink(f)
+        shutil.rmtree(tpm_state, ignore_errors=True)
     if status != 0:
         print(f"osbuilder: QEMU exited with status {status}", file=sys.stderr)
         return ExitCode.EXTERNAL

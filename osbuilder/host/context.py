@@ -10,7 +10,9 @@ from osbuilder.host.boards import Board
 from osbuilder.host.k3s_release import K3sArtifact
 from osbuilder.host.progress import Progress
 from osbuilder.host.settings import BuildOptions
+from osbuilder.host.trust_plan import TrustPlan
 from osbuilder.shared.layout import DiskLayout
+from osbuilder.shared.verity import Verity
 
 
 @dataclass
@@ -32,7 +34,11 @@ class BuildContext:
     rootfs_tar: Path | None = None
     kernel_version: str | None = None
     k3s: K3sArtifact | None = None
-    squashfs: Path | None = None
+    squashfs: Path | None = None  # the root slot's content (with verity: + hash tree)
+    trust: TrustPlan = field(default_factory=TrustPlan)
+    verity: Verity | None = None
+    ukis: dict[str, Path] = field(default_factory=dict)  # slot -> signed UKI
+    signed_loader: Path | None = None  # systemd-boot signed with the db key
     layout: DiskLayout | None = None
     disk_image: Path | None = None
     artifacts: list[Artifact] = field(default_factory=list)

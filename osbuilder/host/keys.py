@@ -1,5 +1,5 @@
 """`osbuilder keys init DIR` and `keys check`: the fleet's update-signing PKI (X.509, for
-RAUC bundles).
+RAUC bundles), plus its Secure Boot and PCR-policy keys (secure_boot_keys.py).
 
 ca.key.pem      the fleet CA key: keep it offline (it only signs signing certificates)
 ca.cert.pem     the CA certificate, valid 20 years: baked into every image as RAUC's keyring
@@ -8,6 +8,9 @@ signing.cert.pem  its certificate, issued by the CA, valid 2 years
 Rotation: `keys init NEW --ca-dir OLD` issues a new signing key from OLD's CA, reading
 OLD/ca.key.pem where it is (never copying it); images keep trusting the new key because
 they trust the CA. Builds and `keys check` warn 30 days before a certificate expires.
+`keys init` on a folder with the update keys but no Secure Boot keys adds those. Rotation
+copies the Secure Boot files a build needs (machines enrolled their certificates) and
+never PK.key.pem or KEK.key.pem.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from osbuilder.host import secure_boot_keys as sb
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import output, run
 
 CA_FILES = ("ca.key.pem", "ca.cert.pem")
 SIGNING_FILES = ("signing.key.pem", "signing.cert.pem")
-CERTS = ("ca.cert.pem", "signing.cert.pem")
+CERTS = ("ca.cert.pem", "signing.cert.pem", *(sb.cert(n) for n in sb.SB_NAMES))
 CA_DAYS, SIGNING_DAYS = 7300, 730
 WARN_BEFORE = timedelta(days=30)
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
@@ -33,12 +37,16 @@ SIGNING_EXT = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSig
 
 
 def init_keys(dest: Path, org: str, ca_dir: Path | None = None) -> list[Path]:
-    """Write a CA (unless ca_dir has one) and a signing key + certificate into dest; the
-    files written. With ca_dir only its certificate is copied."""
+    """Write a CA (unless ca_dir has one), a signing key + certificate and the Secure Boot
+    and PCR keys into dest; the files written. With ca_dir only its certificate is copied,
+    and its Secure Boot files as sb_copy says. A folder with the update keys and no
+    Secure Boot keys gets those added."""
     if dest.exists() and not dest.is_dir():
         raise OsbError(f"{dest}: exists and is not a folder; give a new or empty folder")
     made = (CA_FILES[1:] if ca_dir else CA_FILES) + SIGNING_FILES
     existing = [f for f in (*CA_FILES, *SIGNING_FILES) if (dest / f).exists()]
+    if existing and ca_dir is None and not sb.has_secure_boot_keys(dest):
+        return sb.init_secure_boot(dest, org)
     if existing:
         raise OsbError(f"{dest}: already holds {', '.join(existing)}; refusing to overwrite "
                        "keys (use a new folder to rotate)")
@@ -73,7 +81,23 @@ def init_keys(dest: Path, org: str, ca_dir: Path | None = None) -> list[Path]:
                 os.chmod(dest / f, 0o600 if f.endswith(".key.pem") else 0o644)
     finally:
         os.umask(old_umask)
-    return [dest / f for f in made]
+    written = [dest / f for f in made]
+    if ca_dir is None:
+        return written + sb.init_secure_boot(dest, org)
+    return written + sb_copy(ca_dir, dest)
+
+
+def sb_copy(src: Path, dest: Path) -> list[Path]:
+    """On rotation: the Secure Boot files a build needs, from the old folder (machines
+    enrolled its certificates, and nodes' data is sealed to its PCR key); PK.key.pem and
+    KEK.key.pem stay where they are."""
+    copied = []
+    for f in (*sb.BUILD_FILES, sb.OWNER_FILE):
+        if (src / f).is_file():
+            (dest / f).write_bytes((src / f).read_bytes())
+            os.chmod(dest / f, 0o600 if f.endswith(".key.pem") else 0o644)
+            copied.append(dest / f)
+    return copied
 
 
 def expiry(cert: Path) -> datetime:

@@ -17,7 +17,8 @@ from osbuilder.host.download import sha256_file
 from osbuilder.host.formats import FORMATS, check_formats
 from osbuilder.host.progress import Progress
 from osbuilder.host.settings import BuildOptions
-from osbuilder.host.stages import FORMAT_STAGES, STAGES
+from osbuilder.host.stages import FINAL_STAGES, FORMAT_STAGES, STAGES
+from osbuilder.host.trust_plan import TrustPlan, plan_trust
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import require_tools
 
@@ -30,9 +31,12 @@ HOST_TOOLS = {
 MIN_FREE_BYTES = 4 << 30
 
 
-def preflight(board: Board, options: BuildOptions) -> None:
+def preflight(board: Board, options: BuildOptions) -> TrustPlan:
     check_formats(board, options.formats)  # before the output folder exists
+    trust = plan_trust(board, options)  # keys that do not chain stop the build here
     require_tools(HOST_TOOLS)
+    if trust.verity:
+        require_tools({"veritysetup": "cryptsetup-bin"})
     for f in options.formats:
         require_tools(FORMATS[f].tools)
     if options.sign_key is not None:
@@ -51,6 +55,7 @@ def preflight(board: Board, options: BuildOptions) -> None:
     if free < MIN_FREE_BYTES:
         raise OsbError(f"--out {out}: only {free >> 20} MiB free, a build needs "
                        f"{MIN_FREE_BYTES >> 20} MiB")
+    return trust
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -68,13 +73,17 @@ def remove_work(work: Path) -> None:
 
 
 def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[Artifact]:
-    preflight(board, options)
+    trust = preflight(board, options)
+    for note in trust.notes:
+        progress.say(f"note: {note}")
     emulation = ensure_binfmt(board.arch)
     if emulation:
         progress.say(f"{board.arch} on this host through qemu-user: {emulation}")
     work = Path(tempfile.mkdtemp(prefix=f".osbuilder-{board.name}-", dir=options.out_dir))
-    ctx = BuildContext(board=board, options=options, work=work, progress=progress)
-    stages = STAGES + [(f"format {f}", FORMAT_STAGES[f]) for f in options.formats]
+    ctx = BuildContext(board=board, options=options, work=work, progress=progress,
+                       trust=trust)
+    stages = (STAGES + [(f"format {f}", FORMAT_STAGES[f]) for f in options.formats]
+              + FINAL_STAGES)
     try:
         with ctx.cleanup:
             for i, (name, stage) in enumerate(stages, 1):
@@ -85,7 +94,7 @@ def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[A
             for art in [*ctx.artifacts, Artifact("manifest", manifest)]:
                 dest = options.out_dir / art.path.name
                 os.replace(art.path, dest)
-                final.append(Artifact(art.kind, dest, sha256_file(dest)))
+                final.append(Artifact(art.kind, dest, art.sha256 or sha256_file(dest)))
             update_sums(options.out_dir, {a.path.name: a.sha256 for a in final})
             return final
     except OSError as exc:

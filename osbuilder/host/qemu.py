@@ -34,16 +34,25 @@ def qemu_argv(
     board: Board, disk: Path, vars_copy: Path, *, serial: str = "mon:stdio",
     host_forwards: tuple[str, ...] = (), guest_forwards: tuple[str, ...] = (),
     extra: tuple[str, ...] = (), accel: str | None = None, nic_options: tuple[str, ...] = (),
+    secure_boot: bool = False, tpm: Path | None = None,
 ) -> list[str]:
     """argv for one VM; vars_copy is this VM's private copy of the UEFI variable store.
-    nic_options: more user-network options, e.g. tftp=DIR and bootfile=NAME (PXE)."""
+    nic_options: more user-network options, e.g. tftp=DIR and bootfile=NAME (PXE).
+    secure_boot: the board's Secure Boot firmware (its variables start in setup mode);
+    tpm: the control socket of a swtpm (Swtpm below), the VM's TPM 2.0."""
     q = board.qemu
     if q is None:
         raise OsbError(f"{board.source}: board has no `qemu:` section; it cannot be emulated")
     if shutil.which(q.binary) is None:
         raise OsbError(f"{q.binary} not found: apt-get install qemu-system-x86 (or -arm)")
-    if not Path(q.firmware).is_file():
-        raise OsbError(f"firmware {q.firmware} missing: apt-get install {q.firmware_package}")
+    firmware = q.firmware
+    if secure_boot:
+        if q.firmware_secure_boot is None:
+            raise OsbError(f"{board.source}: no qemu.firmware_secure_boot: this board's signed "
+                           "images cannot be booted in QEMU")
+        firmware = q.firmware_secure_boot
+    if not Path(firmware).is_file():
+        raise OsbError(f"firmware {firmware} missing: apt-get install {q.firmware_package}")
     accel = accel or default_accel()
     nic = "user,model=virtio-net-pci,restrict=on" + "".join(
         [f",hostfwd={f}" for f in host_forwards] + [f",guestfwd={f}" for f in guest_forwards]
@@ -53,14 +62,18 @@ def qemu_argv(
         # code the other is patching (the kernel's int3-based text_poke) and the guest
         # oopses at boot ("Oops: int3" in sched_clock_cpu), more often on a loaded host
         q.binary, "-accel", "kvm" if accel == "kvm" else "tcg,thread=single",
-        "-machine", q.machine,
+        # OVMF's Secure Boot build keeps its variables in SMM, where the OS cannot write
+        # them: a q35 with SMM and a secure flash
+        "-machine", q.machine + (",smm=on" if secure_boot and q.machine == "q35" else ""),
         "-cpu", "host" if accel == "kvm" else q.cpu,
         "-m", str(q.memory_mib), "-smp", str(2 if accel == "kvm" else q.smp),
     ]
+    if secure_boot and q.machine == "q35":
+        argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     if q.firmware_type == "bios":  # e.g. U-Boot, which then reads boot.scr from the disk
-        argv += ["-bios", q.firmware]
+        argv += ["-bios", firmware]
     else:
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={q.firmware}"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={firmware}"]
     if q.firmware_vars:
         if not vars_copy.exists():
             shutil.copyfile(q.firmware_vars, vars_copy)
@@ -71,7 +84,53 @@ def qemu_argv(
         "-display", "none", "-serial", serial, "-monitor", "none",
         *extra,
     ]
+    if tpm is not None:
+        device = "tpm-tis" if board.arch == "amd64" else "tpm-tis-device"
+        argv += ["-chardev", f"socket,id=chrtpm,path={tpm}", "-tpmdev",
+                 "emulator,id=tpm0,chardev=chrtpm", "-device", f"{device},tpmdev=tpm0"]
     return argv
+
+
+class Swtpm:
+    """A software TPM 2.0 (swtpm) whose state lives in `state` (one folder per machine:
+    the same folder is the same TPM across VM restarts, a new one another machine). It
+    serves one QEMU process and ends with it (--terminate)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state.resolve()  # swtpm chdirs: relative paths would break
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.state / "swtpm.sock"
+
+    def __enter__(self) -> Swtpm:
+        if shutil.which("swtpm") is None:
+            raise OsbError("swtpm not found: apt-get install swtpm swtpm-tools (make deps-run)")
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={self.state}",
+             "--ctrl", f"type=unixio,path={self.socket}", "--flags", "startup-clear",
+             "--terminate", "--log", f"file={self.state / 'swtpm.log'}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self.__exit__()
+                raise OsbError(f"swtpm did not start: {err.strip()[-300:]}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def scratch_disk(image: Path, dest: Path, size: str) -> Path:

@@ -63,6 +63,15 @@ def _path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+ENCRYPTIONS = ("luks", "none")
+
+
+def _encryption(text: str) -> str:
+    if text not in ENCRYPTIONS:
+        raise ValueError(f"expected one of {', '.join(ENCRYPTIONS)}")
+    return text
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """What one build uses; stages read it from the BuildContext."""
@@ -113,7 +122,14 @@ class BuildOptions:
     keys: Path | None = setting(
         None, "--keys", make="KEYS", parse=_path, metavar="DIR",
         help="a `keys init` folder: sign the update bundle with its signing key and bake its "
-             "CA into the image")
+             "CA into the image; on UEFI boards also sign systemd-boot and each slot's "
+             "kernel image (UKI, with the root's dm-verity hash) with its Secure Boot db key "
+             "(docs/trust.md)")
+    encryption: str | None = setting(
+        None, "--encryption", make="ENCRYPTION", parse=_encryption, metavar="KIND",
+        default_text="the board's: luks with a TPM and Secure Boot keys",
+        help="data partition: luks (LUKS2, formatted on first boot, its key sealed to the "
+             "TPM under the fleet's signed PCR policy) or none")
     sign_key: Path | None = setting(None, "--sign-key", parse=_path,
                                     help="key that signs the update bundle (.raucb)")
     sign_cert: Path | None = setting(None, "--sign-cert", parse=_path,

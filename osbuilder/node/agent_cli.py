@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="(live boot) install only if install.device is set or "
                           "osb.mode=install")
     ins.add_argument("--no-reboot", action="store_true", help="neither reboot nor power off")
+    sb = sub.add_parser("stage-boot", help="(RAUC slot hook) check a new slot's boot files "
+                        "from its bundle (signed UKI, verity root hash) and stage them")
+    sb.add_argument("slot")
+    sb.add_argument("bundle_dir", type=Path)
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
@@ -103,6 +107,10 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
         if args.command == "health-gate":
             return node.health_gate(paths)
         return node.bootloader_backend(paths, args.op)
+    if args.command == "stage-boot":
+        from osbuilder.node.upgrade.boot_files import stage_boot
+
+        return stage_boot(paths, args.slot, args.bundle_dir)
     if args.command == "install":
         from osbuilder.node.install.installer import install
         from osbuilder.shared.nodeconfig.facts import gather as gather_facts

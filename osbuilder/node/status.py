@@ -1,4 +1,5 @@
-"""What `osbuilder-agent status` reports: booted slot, image version, root and data."""
+"""What `osbuilder-agent status` reports: booted slot, image version, root and data, and
+the trust chain: Secure Boot, the dm-verity root, data encryption (node/secure_boot.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from osbuilder.node import secure_boot as trust
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import cmdline_args, os_release, read
 from osbuilder.node.upgrade import slot_report as report
@@ -39,6 +41,10 @@ class Status:
     apply_seconds: float | None = None
     peak_rss_kib: int | None = None
     upgrade: report.UpgradeFacts | None = None
+    secure_boot: str = "-"  # on, off, setup (keys not enrolled), none (no UEFI)
+    verity: str = "-"  # on: the root is the dm-verity device
+    encryption: str = "-"  # none, luks2-tpm2, luks2-recovery, luks2-formatted
+    recovery_key_waiting: bool = False  # the first boot's key in /run, for run_cmd to send
 
     def text(self) -> str:
         lines = [
@@ -47,6 +53,8 @@ class Status:
             f"root:      {self.root.source} {self.root.fstype} "
             f"{'read-only' if self.root.read_only else 'read-write'}" if self.root else "root: -",
             f"data:      {self.data.source if self.data else '-'}",
+            f"trust:     secure boot {self.secure_boot}, verity {self.verity}, "
+            f"data encryption {self.encryption}",
             f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}",
             f"k3s role:  {self.role or '-'}",
             f"hostname:  {self.hostname or '-'}",
@@ -63,6 +71,14 @@ class Status:
             lines.append(f"upgrade:   {u.last_state or 'none yet'}"
                          + (f" to {u.last_to_version}" if u.last_to_version else "")
                          + (f": {u.last_error}" if u.last_error else ""))
+        if self.encryption == "luks2-recovery":
+            lines.append("warning:   data unlocked with the recovery key: this TPM does not "
+                         "hold its key; to seal it here: systemd-cryptenroll --wipe-slot=tpm2 "
+                         "--tpm2-device=auto --tpm2-public-key-pcrs=11 --tpm2-pcrs=7 "
+                         "/dev/disk/by-partlabel/OSB_DATA")
+        if self.recovery_key_waiting:
+            lines.append(f"note:      the recovery key is in {trust.RECOVERY_KEY} until the next "
+                         "reboot (docs/trust.md)")
         lines += [f"error:     {e}" for e in self.errors]
         lines += [f"warning:   {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -78,7 +94,8 @@ class Status:
             f"osbuilder-agent: status slot={self.slot or '-'} version={self.version or '-'} "
             f"board={self.board or '-'} root={mnt(self.root)} data={mnt(self.data)} "
             f"data_fs={gib(self.data_fs_bytes)} data_part={gib(self.data_part_bytes)} "
-            f"disk={gib(self.disk_bytes)} node={self.node or '-'}"
+            f"disk={gib(self.disk_bytes)} node={self.node or '-'} "
+            f"secure_boot={self.secure_boot} verity={self.verity} encryption={self.encryption}"
         )
 
 
@@ -124,7 +141,10 @@ def gather(paths: AgentPaths | None = None) -> Status:
         disk_bytes = block_size_bytes(disk) if disk else None
     paths = paths or AgentPaths()
     state = read_json(paths.state_file) or {}
+    dm = trust.dm_devices()
     return Status(
+        secure_boot=trust.secure_boot_state(), verity=trust.verity_state(dm),
+        encryption=trust.encryption_state(dm), recovery_key_waiting=trust.RECOVERY_KEY.exists(),
         result=state.get("result"), sources=tuple(state.get("sources", ())),
         role=state.get("role"), hostname=state.get("hostname"), node=state.get("node"),
         errors=tuple(state.get("errors", ())), warnings=tuple(state.get("warnings", ())),

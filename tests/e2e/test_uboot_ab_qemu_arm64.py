@@ -16,6 +16,7 @@ import pytest
 
 from osbuilder.bootloaders.uboot.build import boot_script, compile_script
 from osbuilder.bootloaders.uboot.env_file import ENV_COPY, ENV_FILE, env_blob, parse_env
+from osbuilder.shared.verity import Verity
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ def disk(tmp_path: Path) -> Path:
     if missing or not UBOOT.is_file():
         pytest.skip(f"missing {', '.join(missing) or UBOOT} (make deps: qemu-system-arm, "
                     "u-boot-qemu, u-boot-tools, libubootenv-tool)")
-    compile_script(boot_script("console=ttyAMA0 osb.slot=${osb_slot} root=${osb_root}"),
+    compile_script(boot_script("console=ttyAMA0 osb.slot=${osb_slot} ${osb_rootargs}"),
                    tmp_path / "boot.scr")
     fat = tmp_path / "fat.img"
     subprocess.run(["mkfs.vfat", "-C", str(fat), str(60 << 10)], check=True,
@@ -159,3 +160,20 @@ def test_script_starts_over_when_no_slot_has_tries(disk: Path, tmp_path: Path) -
     line = boot_until_slot(disk, tmp_path / "boot.log")
     assert line == "osbuilder: booting slot a (A left 3, B left 3)"
     assert "no slot has tries left" in (tmp_path / "boot.log").read_text(errors="replace")
+
+
+def test_slot_root_hash_reaches_the_kernel_arguments(disk: Path, tmp_path: Path) -> None:
+    """osb/<slot>/verity.txt, staged with the slot: boot.scr names the verified device as
+    root=, the slot's partition as the verity data and adds panic=10, so a root that does
+    not match reboots into the next try (local-top/osbuilder-verity panics)."""
+    v = Verity("ab" * 32, 8192)
+    (tmp_path / "verity.txt").write_text(v.env_text())
+    subprocess.run(["mcopy", "-o", "-i", f"{disk}@@{PART_START}", str(tmp_path / "verity.txt"),
+                    "::/osb/a/verity.txt"], check=True)
+    boot_until_slot(disk, tmp_path / "boot.log")
+    lines = [line for line in (tmp_path / "boot.log").read_text(errors="replace").splitlines()
+             if line.startswith("osbuilder: kernel arguments")]
+    assert lines and lines[0].split()[3:] == [
+        "console=ttyAMA0", "osb.slot=a", "root=/dev/mapper/osb-root",
+        "osb.verity_data=PARTUUID=6f736231-02", f"osb.verity={'ab' * 32}",
+        "osb.verity_offset=8192", "panic=10"], lines

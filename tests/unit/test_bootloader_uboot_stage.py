@@ -15,12 +15,13 @@ from osbuilder.bootloaders.uboot.env_file import parse_env
 from osbuilder.host.boards import load_board
 from osbuilder.host.context import BuildContext
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.verity import Verity
 
 KVER = "6.12.0-test-arm64"
 
 
-def make_ctx(tmp_path: Path, skip: tuple[str, ...] = (), name: str = "rpi-arm64"
-             ) -> BuildContext:
+def make_ctx(tmp_path: Path, skip: tuple[str, ...] = (), name: str = "rpi-arm64",
+             verity: Verity | None = None) -> BuildContext:
     board = load_board(name)
     root = tmp_path / "rootfs"
     files = {
@@ -39,7 +40,7 @@ def make_ctx(tmp_path: Path, skip: tuple[str, ...] = (), name: str = "rpi-arm64"
     work = tmp_path / "work"
     work.mkdir()
     ctx = SimpleNamespace(board=board, kernel_version=KVER, work=work, rootfs=root,
-                          esp=work / "esp",
+                          esp=work / "esp", verity=verity,
                           options=SimpleNamespace(version="1.2.3", source_date_epoch=1700000000))
     ctx.esp.mkdir()
     return cast(BuildContext, ctx)
@@ -68,10 +69,24 @@ def test_rpi_boot_partition(tmp_path: Path) -> None:
     assert "AArch64 Linux Script" in header
     assert "Created:      Tue Nov 14 22:13:20 2023" in header  # SOURCE_DATE_EPOCH
     script = (esp / "boot.scr").read_bytes()
-    assert (b'setenv bootargs "root=${osb_root} rootfstype=squashfs ro osb.slot=${osb_slot} '
+    assert (b'setenv bootargs "${osb_rootargs} rootfstype=squashfs ro osb.slot=${osb_slot} '
             b'rauc.slot=${osb_slot} console=tty1 console=ttyAMA0,115200 '
             b'console=ttyS1,115200 quiet rootwait ${OSB_ARGS}"') in script
     assert "#OSB_ARGS=" in (esp / "osbuilder-args.txt").read_text()
+    assert not (esp / "osb/a/verity.txt").exists()
+
+
+def test_slot_a_carries_its_root_hash_for_boot_scr(tmp_path: Path) -> None:
+    """With the root's dm-verity hash the build puts it beside slot A's kernel; boot.scr
+    imports it (env import -t) and names the verified root device."""
+    v = Verity("cd" * 32, 1 << 20)
+    ctx = make_ctx(tmp_path, verity=v)
+    uboot.stage_boot_files(ctx)
+    assert (ctx.esp / "osb/a/verity.txt").read_text() == v.env_text()
+    script = (ctx.esp / "boot.scr").read_bytes()
+    assert b"env import -t ${kernel_addr_r} ${filesize} OSB_VERITY" in script
+    assert (b'setenv osb_rootargs "root=/dev/mapper/osb-root osb.verity_data=${osb_root} '
+            b'${OSB_VERITY} panic=10"') in script
 
 
 def test_missing_dtb_names_the_board_field(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ ESP layout:
   loader/loader.conf            default entry, menu timeout
   loader/entries/osb-a.conf     slot A (known good: no boot counter)
   osb/<slot>/vmlinuz, initrd.img
+Built with Secure Boot keys, systemd-boot is signed, loader/keys/auto/ holds the fleet's
+PK/KEK/db .auth files (enrolled on a machine in setup mode) and each entry starts the
+slot's signed UKI (`efi /osb/<slot>/uki.efi`) instead of kernel and initrd.
 An upgrade adds `osb-b+3.conf` with a higher priority (osbuilder.bootloaders.systemd_boot.chooser):
 systemd-boot then counts tries down in the file name and systemd-bless-boot drops the
 counter once the node passed its health gate (boot counting).
@@ -12,7 +15,11 @@ counter once the node passed its health gate (boot counting).
 
 from __future__ import annotations
 
-from osbuilder.bootloaders.systemd_boot.esp import populate_esp, systemd_boot_efi
+from osbuilder.bootloaders.systemd_boot.esp import (
+    populate_esp,
+    populate_signed_esp,
+    systemd_boot_efi,
+)
 from osbuilder.host.context import BuildContext
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import root_device
@@ -41,5 +48,12 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
     if not src.is_file():
         raise OsbError(f"{ctx.board.source}: {src.name} missing from the rootfs: "
                        "add package set 'uefi' (systemd-boot-efi)")
+    keys = ctx.trust.secure_boot
+    if keys is not None:
+        assert ctx.signed_loader is not None, "stage uki runs before the boot partition"
+        populate_signed_esp(ctx.esp, ctx.signed_loader, arch, keys.auth_files,
+                            ctx.board.secure_boot_enroll, ctx.ukis[slot], ctx.options.version,
+                            slot)
+        return
     populate_esp(ctx.esp, ctx.rootfs, arch, ctx.kernel_version, ctx.options.version,
                  kernel_options(ctx, slot), slot)

@@ -9,6 +9,10 @@ its target and renamed over it, so a power cut leaves the old or the new entry:
 - systemd-boot decrements the counter on each try; a counter at 0 sorts last (fallback).
 - set_state(b, good) drops the counter (what systemd-bless-boot does after
   boot-complete.target); set_state(b, bad) sets it to 0.
+Signed nodes boot each slot's signed UKI (`efi /osb/b/uki.efi`): RAUC marks the slot bad
+before writing it (which drops its UKI), the bundle's hook stages the new one after
+(osbuilder.node.upgrade.boot_files), and set_primary writes an entry starting it. A slot
+without a staged UKI gets a kernel + initrd entry, as on unsigned nodes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 from pathlib import Path
 
 from osbuilder.bootloaders.systemd_boot.entries import (
+    UKI_FILE,
     EntryName,
     parse_entry,
     parse_name,
@@ -29,6 +34,8 @@ from osbuilder.node.bootfs import (
     fat_write,
     stage_slot_files,
 )
+from osbuilder.node.sysinfo import os_release
+from osbuilder.shared import pe
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import fsync_dir
 from osbuilder.shared.layout import BOOT_TRIES, SLOT_DIR, SLOTS
@@ -87,9 +94,20 @@ class Chooser(ChooserBase):
     def _options(self, slot: str) -> str:
         for s in (self.booted, *SLOTS):
             e = self.entry(s)
-            if e is not None:
-                return slot_options(parse_entry(e[1].read_text())["options"], slot)
-        raise OsbError(f"{self.entries}: no osbuilder boot entry to take kernel options from")
+            options = parse_entry(e[1].read_text()).get("options") if e else None
+            if options is not None:
+                return slot_options(options, slot)
+        raise OsbError(f"{self.entries}: no osbuilder boot entry to take kernel options from "
+                       f"(a node that boots signed UKIs needs slot {slot}'s UKI staged first)")
+
+    def uki(self, slot: str) -> Path:
+        return self.esp / SLOT_DIR / slot / UKI_FILE
+
+    def _uki_version(self, slot: str) -> str:
+        with self.uki(slot).open("rb") as f:
+            osrel = pe.read_section(f, pe.sections(f, str(self.uki(slot))), ".osrel")
+        return os_release(osrel.rstrip(b"\0").decode(errors="replace")).get("IMAGE_VERSION",
+                                                                            "unknown")
 
     def _stage_kernel(self, slot: str) -> str:
         """Copy the slot's kernel and initrd to the ESP; returns the slot's OS version."""
@@ -105,14 +123,16 @@ class Chooser(ChooserBase):
     def set_primary(self, slot: str) -> None:
         self._check(slot)
         old = self.entry(slot)
-        os_version = self._stage_kernel(slot)
+        uki = self.uki(slot).is_file()
+        os_version = self._uki_version(slot) if uki else self._stage_kernel(slot)
         priority = max((self._priority(p) for s in SLOTS for _, p in self._files(s)),
                        default=0) + 1
         # a blessed entry stays blessed (rollback to a known-good slot); anything else
         # (freshly written, or failed before) gets a fresh count of tries
         name = old[0] if old and old[0].tries_left is None else EntryName(slot, self.tries)
         fat_write(self.entries / name.filename,
-                  render_entry(slot, os_version, priority, self._options(slot)).encode())
+                  render_entry(slot, os_version, priority,
+                               None if uki else self._options(slot)).encode())
         self._drop_others(slot, keep=name.filename)
 
     def set_state(self, slot: str, good: bool) -> None:
@@ -127,6 +147,12 @@ class Chooser(ChooserBase):
             os.replace(path, self.entries / new.filename)
             fsync_dir(self.entries)
         self._drop_others(slot, keep=new.filename)
+        if not good and self.uki(slot).is_file():
+            # RAUC marks a slot bad before it writes it: the old UKI (the old root hash)
+            # must not outlive the old root; the bundle's hook stages the new one. After
+            # the entry: an entry whose UKI is gone sorts last, it is never the default
+            self.uki(slot).unlink()
+            fsync_dir(self.uki(slot).parent)
 
     def _drop_others(self, slot: str, keep: str) -> None:
         gone = False

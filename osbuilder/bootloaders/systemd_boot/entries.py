@@ -25,6 +25,17 @@ default osb-*
 timeout 0
 editor no
 """
+# the signed Unified Kernel Image of a slot, on the ESP under osb/<slot>/ (not under
+# EFI/Linux/, where systemd-boot would list it a second time as a type #2 entry)
+UKI_FILE = "uki.efi"
+
+
+def loader_conf(enroll: str | None = None) -> str:
+    """loader.conf; with `enroll`, systemd-boot enrolls the keys in loader/keys/auto/ on a
+    machine in Secure Boot setup mode (loader.conf(5): secure-boot-enroll)."""
+    return LOADER_CONF + (f"secure-boot-enroll {enroll}\n" if enroll else "")
+
+
 # +LEFT or +LEFT-DONE before .conf, as in the Boot Loader Specification's boot counting
 NAME_RE = re.compile(r"^osb-(?P<slot>[a-z])(?:\+(?P<left>\d+)(?:-(?P<done>\d+))?)?\.conf$")
 
@@ -69,16 +80,23 @@ def slot_options(options: str, slot: str) -> str:
     return " ".join(out)
 
 
-def render_entry(slot: str, os_version: str, priority: int, options: str,
+def render_entry(slot: str, os_version: str, priority: int, options: str | None,
                  title: str | None = None) -> str:
+    """The slot's entry: its kernel, initrd and options; or, with options None, its signed
+    UKI (`efi`: any PE image, started through the firmware's LoadImage, so Secure Boot
+    checks it; the UKI carries its own command line)."""
+    boot = (f"efi /osb/{slot}/{UKI_FILE}\n" if options is None else
+            f"linux /osb/{slot}/vmlinuz\ninitrd /osb/{slot}/initrd.img\noptions {options}\n")
     return (
         f"title osbuilder {os_version} ({title or f'slot {slot.upper()}'})\n"
         f"sort-key {SORT_KEY}\n"
         f"version {priority}\n"
-        f"linux /osb/{slot}/vmlinuz\n"
-        f"initrd /osb/{slot}/initrd.img\n"
-        f"options {options}\n"
+        + boot
     )
+
+
+def boots_uki(entry: dict[str, str]) -> bool:
+    return "efi" in entry and "linux" not in entry
 
 
 def parse_entry(text: str) -> dict[str, str]:

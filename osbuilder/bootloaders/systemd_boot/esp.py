@@ -7,7 +7,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from osbuilder.bootloaders.systemd_boot.entries import LOADER_CONF, render_entry
+from osbuilder.bootloaders.systemd_boot.entries import (
+    LOADER_CONF,
+    UKI_FILE,
+    loader_conf,
+    render_entry,
+)
 from osbuilder.shared.layout import SLOT_DIR
 
 
@@ -29,3 +34,22 @@ def populate_esp(esp: Path, root: Path, efi_arch: str, kernel_version: str, os_v
     kdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(root / f"boot/vmlinuz-{kernel_version}", kdir / "vmlinuz")
     shutil.copyfile(root / f"boot/initrd.img-{kernel_version}", kdir / "initrd.img")
+
+
+ENROLL_DIR = "loader/keys/auto"  # the folder systemd-boot enrolls by itself
+
+
+def populate_signed_esp(esp: Path, loader: Path, efi_arch: str, auth_files: tuple[Path, ...],
+                        enroll: str, uki: Path, os_version: str, slot: str = "a") -> None:
+    """The Secure Boot ESP: signed systemd-boot, loader.conf with secure-boot-enroll, the
+    fleet's PK/KEK/db .auth files to enroll, the slot's entry starting its signed UKI."""
+    (esp / "EFI/BOOT").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(loader, esp / f"EFI/BOOT/BOOT{efi_arch.upper()}.EFI")
+    (esp / "loader/entries").mkdir(parents=True, exist_ok=True)
+    (esp / "loader/loader.conf").write_text(loader_conf(enroll))
+    (esp / ENROLL_DIR).mkdir(parents=True, exist_ok=True)
+    for f in auth_files:
+        shutil.copyfile(f, esp / ENROLL_DIR / f.name)
+    (esp / f"loader/entries/osb-{slot}.conf").write_text(render_entry(slot, os_version, 1, None))
+    (esp / SLOT_DIR / slot).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(uki, esp / SLOT_DIR / slot / UKI_FILE)

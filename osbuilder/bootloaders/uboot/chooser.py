@@ -8,7 +8,9 @@ new one:
   boots.
 - boot.scr counts a try down on each boot of a slot on trial; at 0 it moves on to the
   next slot of BOOT_ORDER (fallback).
-- set_state(b, good) sets BOOT_B_OK=1: b then boots without counting; bad: no tries left.
+- set_state(b, good) sets BOOT_B_OK=1: b then boots without counting; bad: no tries left,
+  and b's verity.txt (its root hash, which boot.scr passes to the kernel) is dropped: RAUC
+  marks a slot bad before writing it, and the bundle's hook stages the new hash after.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from osbuilder.node.bootfs import (
     stage_slot_files,
 )
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.file_writes import fsync_dir
 from osbuilder.shared.layout import BOOT_TRIES, SLOT_DIR, SLOTS
+from osbuilder.shared.verity import VERITY_FILE
 
 
 class Chooser(ChooserBase):
@@ -108,3 +112,9 @@ class Chooser(ChooserBase):
         env[f"BOOT_{s}_OK"] = "1" if good else "0"
         env[f"BOOT_{s}_LEFT"] = str(self.tries) if good else "0"
         self._write(env)
+        verity = self.boot_dir / SLOT_DIR / slot / VERITY_FILE
+        if not good and verity.is_file():
+            # RAUC marks a slot bad before it writes it: the old root hash must not
+            # outlive the old root (the bundle's hook stages the new one)
+            verity.unlink()
+            fsync_dir(verity.parent)

@@ -46,6 +46,7 @@ class QemuSpec:
     firmware_vars: str | None
     firmware_package: str | None
     firmware_type: str = "pflash"
+    firmware_secure_boot: str | None = None  # for signed images (Secure Boot enforced)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class Board:
     uboot_binary: str | None = None  # bootloader u-boot: path inside the rootfs
     uboot_models: tuple[tuple[str, str], ...] = ()  # Pi config.txt filter -> U-Boot path
     raspi: RaspiSpec | None = None
+    tpm: bool = False  # a TPM 2.0 the data partition's key can be sealed to
+    encryption: str | None = None  # luks or none; None: luks with a TPM and Secure Boot keys
+    secure_boot_enroll: str = "force"  # systemd-boot's secure-boot-enroll for setup mode
 
     def all_packages(self) -> tuple[str, ...]:
         """Every Debian package of the rootfs, sorted, without duplicates."""
@@ -170,6 +174,7 @@ def load_board_file(path: Path) -> Board:
             memory_mib=q["memory_mib"], smp=q["smp"], firmware=q["firmware"],
             firmware_vars=q.get("firmware_vars"), firmware_package=q.get("firmware_package"),
             firmware_type=q["firmware_type"],
+            firmware_secure_boot=q.get("firmware_secure_boot"),
         ) if q else None,
         source=path,
         rootfs_tarball=path.parent / r["path"] if r["backend"] == "tarball" else None,
@@ -186,6 +191,9 @@ def load_board_file(path: Path) -> Board:
             config=tuple(d["raspi"]["config"].items()),
             dtoverlays=tuple(d["raspi"]["dtoverlays"]),
         ) if "raspi" in d else None,
+        tpm=d["tpm"],
+        encryption=d.get("encryption"),
+        secure_boot_enroll=d["secure_boot"]["enroll"],
     )
 
 

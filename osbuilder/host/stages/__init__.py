@@ -20,10 +20,14 @@ from osbuilder.host.stages.node_package import install_node_package
 from osbuilder.host.stages.overlay import apply_overlays
 from osbuilder.host.stages.record_install_plan import write_install_plan
 from osbuilder.host.stages.rootfs import build_rootfs
+from osbuilder.host.stages.sbom import write_sbom
 from osbuilder.host.stages.seal import seal
 from osbuilder.host.stages.squash import squash
+from osbuilder.host.stages.trust_files import install_trust_files
+from osbuilder.host.stages.uki import build_ukis
 from osbuilder.host.stages.units import apply_presets
 from osbuilder.host.stages.update_bundle import install_keyring, write_bundle
+from osbuilder.host.stages.verity import verity
 
 Stage = Callable[[BuildContext], None]
 
@@ -35,14 +39,19 @@ STAGES: list[tuple[str, Stage]] = [
     ("node-package", install_node_package),
     ("units", apply_presets),
     ("update-keyring", install_keyring),
+    ("trust-files", install_trust_files),
     ("initramfs", build_initramfs),
     ("seal", seal),
     ("install-plan", write_install_plan),
     ("squash", squash),
+    ("verity", verity),  # the slot image: squashfs + hash tree, and its root hash
+    ("uki", build_ukis),  # signed UKIs (their command line names the root hash)
     ("bootloader", stage_boot_partition),
     ("assemble", assemble),
     ("bundle", write_bundle),
 ]
+# after the formats: the SBOM lists every output with its sha256
+FINAL_STAGES: list[tuple[str, Stage]] = [("sbom", write_sbom)]
 # one stage per format of osbuilder.host.formats.FORMATS (which boards can have which)
 FORMAT_STAGES: dict[str, Stage] = {"img": write_img, "qcow2": write_qcow2,
                                    "ami": ami.write_ami, "iso": write_iso, "pxe": write_pxe}

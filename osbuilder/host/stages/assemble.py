@@ -54,8 +54,11 @@ def assemble(ctx: BuildContext) -> None:
     write_at(disk, make_vfat(ctx, ctx.work / "boot.vfat", boot.size_mib, boot.label, ctx.esp,
                              seed), boot)
     write_at(disk, ctx.squashfs, layout.by_label(root_label("a")))
-    write_at(disk, make_ext4(ctx, layout.by_label(LABEL_DATA), seed),
-             layout.by_label(LABEL_DATA))
+    if ctx.trust.encryption != "luks":
+        write_at(disk, make_ext4(ctx, layout.by_label(LABEL_DATA), seed),
+                 layout.by_label(LABEL_DATA))
+    # else the data partition stays blank (a hole): the node's initramfs makes it LUKS2 on
+    # first boot, with a key sealed to that node's TPM, and never formats anything else
     ctx.disk_image = disk
     ctx.progress.say(f"    {disk.name}: {layout.total_bytes / MIB:.0f} MiB, "
                      f"{len(layout.partitions)} partitions ({layout.table.upper()})")

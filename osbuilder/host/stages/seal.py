@@ -60,6 +60,8 @@ def manifest(ctx: BuildContext) -> dict[str, Any]:
                 "airgap_images": ctx.k3s.airgap_images is not None},
         "osbuilder": {"version": __version__, "git_revision": source.revision()},
         "packages": package_list(ctx.rootfs),
+        "trust": {"secure_boot": ctx.trust.uki, "verity": ctx.trust.verity,
+                  "encryption": ctx.trust.encryption},
     }
 
 

@@ -22,6 +22,7 @@ from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import cmdline_args, os_release, read
 from osbuilder.node.upgrade import rauc
 from osbuilder.node.upgrade import slots as choosers
+from osbuilder.node.upgrade.boot_files import check_boot_files
 from osbuilder.node.upgrade.bundle_download import fetch_bundle
 from osbuilder.node.upgrade.health_gate import evaluate, standard_checks
 from osbuilder.node.upgrade.slots import SlotChooser
@@ -112,9 +113,10 @@ def upgrade(paths: AgentPaths, source: str, allow_downgrade: bool, do_reboot: bo
         check_bundle(compatible=info.compatible, version=info.version,
                      system_compatible=rauc.system_compatible(paths.root / rauc.SYSTEM_CONF),
                      running_version=running_version(paths), allow_downgrade=allow_downgrade)
-        rauc.verify_payload(bundle, info, paths.root / rauc.MOUNT_POINT)
-        say(f"bundle {info.version} for {info.compatible}: signature, payload and "
-            "compatibility ok")
+        rauc.verify_payload(bundle, info, paths.root / rauc.MOUNT_POINT,
+                            lambda mounted: check_boot_files(paths, mounted))
+        say(f"bundle {info.version} for {info.compatible}: signature, payload, boot files "
+            "and compatibility ok")
         record(paths, state="installing", to_version=info.version)
         say(f"installing {info.version} into the inactive slot")
         t0 = time.monotonic()

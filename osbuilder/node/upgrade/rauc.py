@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,12 @@ def info(bundle: Path) -> BundleInfo:
                       images=images)
 
 
-def verify_payload(bundle: Path, info: BundleInfo, mount_point: Path = Path("/") / MOUNT_POINT
-                   ) -> None:
+def verify_payload(bundle: Path, info: BundleInfo, mount_point: Path = Path("/") / MOUNT_POINT,
+                   also: Callable[[Path], None] | None = None) -> None:
     """Read every image once through RAUC's dm-verity mount of the bundle and compare it
     with the signed manifest. A tampered payload then fails here, before RAUC starts to
-    write the inactive slot (dm-verity alone would stop the write halfway)."""
+    write the inactive slot (dm-verity alone would stop the write halfway). `also` checks
+    more of the mounted bundle (its boot files)."""
     try:
         run(["rauc", "mount", str(bundle)])
     except OsbError as exc:
@@ -68,6 +70,8 @@ def verify_payload(bundle: Path, info: BundleInfo, mount_point: Path = Path("/")
                                f"({name}: {exc.strerror})") from exc
             if h.hexdigest() != digest:
                 raise OsbError(f"{bundle.name}: {name} does not match its signed sha256")
+        if also is not None:
+            also(mount_point)
     finally:
         run(["umount", str(mount_point)], check=False)
 

@@ -23,7 +23,9 @@ from osbuilder.shared.yaml_input import load_mapping
 
 CMDLINE_PREFIXES = ("osb.", "k3os.")
 TOP_LEVEL_CMDLINE = ("hostname",)
-CONTROL = ("mode", "config_url", "config_url_allow_http", "slot", "live")
+# boot facts, not config: osb.verity* and osb.data are the trust chain's (shared/verity.py)
+CONTROL = ("mode", "config_url", "config_url_allow_http", "slot", "live", "verity",
+           "verity_data", "verity_offset", "data")
 # k3OS's cmdline tokens (rancher/k3os pkg/config/read.go readCmdline): a quoted word, or
 # key=value whose value may be quoted and then holds blanks
 TOKEN = re.compile(r'("[^"]+")|([^\s]+=("[^"]+")|([^\s]+))')

@@ -17,6 +17,9 @@ Boot partition (OSB_BOOT, the first FAT partition):
   osbuilder-redund.env                       its copy, for a torn write (uboot_env.py)
   osbuilder-args.txt                         your kernel arguments (OSB_ARGS=...)
   osb/<slot>/vmlinuz, initrd.img, <dtbs>     one folder per slot
+  osb/<slot>/verity.txt                      the slot root's dm-verity hash (OSB_VERITY=...)
+Debian's U-Boot checks no signature: this boot partition (boot.scr, kernels, the hashes)
+is trusted as it is; verity detects a changed root, not a changed boot partition.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from osbuilder.shared.arches import Arch, arch_facts
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import BOOT_TRIES, SLOT_DIR, SLOTS, root_device
 from osbuilder.shared.run import run
+from osbuilder.shared.verity import VERITY_FILE, VERITY_ROOT
 
 UBOOT_FILE = "u-boot.bin"
 ARGS_FILE = "osbuilder-args.txt"
@@ -95,6 +99,18 @@ if test -n "${{osb_changed}}"; then
 fi
 echo "osbuilder: booting slot ${{osb_slot}} (A left ${{BOOT_A_LEFT}}, B left ${{BOOT_B_LEFT}})"
 if test "${{osb_slot}}" = "a"; then setenv osb_root {root_a}; else setenv osb_root {root_b}; fi
+# the slot's dm-verity root hash ({slots}/<slot>/{verity}, staged with the slot): the
+# initramfs opens the root through it, and a root that does not match reboots (panic=)
+# into the next try; a slot without one mounts its root as it is
+setenv OSB_VERITY
+if load ${{osb_part}} ${{kernel_addr_r}} {slots}/${{osb_slot}}/{verity}; then
+  env import -t ${{kernel_addr_r}} ${{filesize}} OSB_VERITY
+fi
+if test -n "${{OSB_VERITY}}"; then
+  setenv osb_rootargs "root={verity_root} osb.verity_data=${{osb_root}} ${{OSB_VERITY}} panic=10"
+else
+  setenv osb_rootargs "root=${{osb_root}}"
+fi
 setenv bootargs "{cmdline} ${{OSB_ARGS}}"
 echo "osbuilder: kernel arguments ${{bootargs}}"
 {kernel_addr}load ${{osb_part}} ${{osb_kernel_addr}} {slots}/${{osb_slot}}/vmlinuz
@@ -170,8 +186,9 @@ def uboot_arch(arch: str) -> Arch:
 def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                 roots: tuple[str, str] = (root_device("mbr", "a"), root_device("mbr", "b")),
                 default_dtb: str = "") -> str:
-    """The script source; `cmdline` may use ${osb_slot} (a or b) and ${osb_root} (the
-    slot's root device, from `roots`)."""
+    """The script source; `cmdline` may use ${osb_slot} (a or b), ${osb_root} (the
+    slot's root device, from `roots`) and ${osb_rootargs} (root= and, when the slot has a
+    verity.txt, its dm-verity options)."""
     boot_cmd = uboot_arch(arch).kernel_boot
     assert boot_cmd is not None  # uboot_arch
     return BOOT_SCRIPT.format(env=ENV_FILE, copy=ENV_COPY, args=ARGS_FILE, size=ENV_SIZE,
@@ -179,6 +196,7 @@ def boot_script(cmdline: str, arch: str = "arm64", tries: int = BOOT_TRIES,
                               root_a=roots[0], root_b=roots[1], slots=SLOT_DIR,
                               env_vars=" ".join(ENV_VARS), default_dtb=default_dtb,
                               boot_cmd=boot_cmd, kernel_addr=KERNEL_PLACEMENT[boot_cmd],
+                              verity=VERITY_FILE, verity_root=VERITY_ROOT,
                               slot_choices="".join(SLOT_CHOICE.format(s=x, S=x.upper())
                                                    for x in SLOTS))
 
@@ -197,7 +215,7 @@ def compile_script(source: str, dest: Path, arch: str = "arm64", epoch: int = 0)
 def kernel_cmdline(ctx: BuildContext) -> str:
     b = ctx.board
     return " ".join([
-        "root=${osb_root}", "rootfstype=squashfs", "ro", "osb.slot=${osb_slot}",
+        "${osb_rootargs}", "rootfstype=squashfs", "ro", "osb.slot=${osb_slot}",
         "rauc.slot=${osb_slot}", *(f"console={c}" for c in b.kernel.console), *b.kernel.cmdline,
     ])
 
@@ -256,3 +274,5 @@ def stage_boot_files(ctx: BuildContext, slot: str = "a") -> None:
         (esp / name).write_bytes(state)
     (esp / ARGS_FILE).write_text(ARGS_TEXT)
     stage_slot_files(ctx, esp / SLOT_DIR / slot)
+    if ctx.verity is not None:
+        (esp / SLOT_DIR / slot / VERITY_FILE).write_text(ctx.verity.env_text())
