@@ -61,7 +61,7 @@ def snapshot(root: Path) -> Snapshot:
 def test_order() -> None:
     names = [a.name for a in APPLIERS]
     assert names == ["hostname", "users", "ssh_keys", "kernel", "timesync", "dns", "network",
-                     "wifi", "environment", "k3s", "write_files"]
+                     "wifi", "environment", "data_sources", "k3s", "write_files"]
 
 
 @pytest.mark.parametrize("role", ["server", "agent"])
