@@ -200,15 +200,17 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
     write_config(disk, bad, tmp_path)
     (tmp_path / "console.log").unlink()
     with boot(disk, tmp_path) as vm:
-        vm.wait_for(r"osbuilder-agent: config error at k3os\.colour: unknown key", TIMEOUT)
         vm.wait_for(r"osbuilder-agent: config error at k3os\.labels: expected object, got list",
                     TIMEOUT)
+        # k3OS ignores keys it does not know; osbuilder warns (issue 16, docs/k3os.md)
+        vm.wait_for(r"osbuilder-agent: warning: /boot/efi/config.yaml: k3os\.colour: unknown "
+                    r"key, ignored", TIMEOUT)
         vm.wait_for(r"applied config \(kept last good config\) \(sources=/boot/efi/config.yaml,"
                     r" role=server, hostname=keeper\)", TIMEOUT)
         vm.wait_for(r"keeper login:", TIMEOUT)
         vm.login("osb", "first-pw")
         out = vm.shell("hostname; osbuilder-agent status")
-        assert "keeper" in out and "error:" in out and "k3os.colour" in out
+        assert "keeper" in out and "error:" in out and "k3os.labels" in out
         failed = vm.shell("systemctl --failed --no-legend --plain")
         assert "osbuilder-boot.service" in failed, failed
     fat_write(disk, partitions(disk)[1][0], "config.yaml", b"hostname: n\xfc\n", tmp_path)
