@@ -168,6 +168,10 @@ def make_disk(disk: Path, size: int, tree: Path, style: str = "gpt", grown: bool
                        check=True, capture_output=True)
         subprocess.run(["fatlabel", str(vfat), "K3OS_GRUB"], check=True, capture_output=True)
         subprocess.run(["mmd", "-i", str(vfat), "::/EFI", "::/EFI/BOOT"], check=True)
+        grub = work / "BOOTX64.EFI"  # grub-install --removable (install.sh install_grub)
+        grub.write_bytes(b"MZ GRUB stand-in\n")
+        subprocess.run(["mcopy", "-i", str(vfat), str(grub), "::/EFI/BOOT/"], check=True)
+        grub.unlink()
         _dd(vfat, disk, esp[0] * SECTOR)
         vfat.unlink()
     else:
@@ -175,6 +179,11 @@ def make_disk(disk: Path, size: int, tree: Path, style: str = "gpt", grown: bool
         state_end = (sectors - 1) if grown else 1368063
         _sfdisk(disk, f"label: dos\nunit: sectors\n\nstart={state_start}, "
                 f"size={state_end - state_start + 1}, type=83, bootable\n")
+        # grub-install on BIOS: boot.img in the MBR's code area, core.img from sector 1
+        with disk.open("r+b") as f:
+            f.write(b"GRUB boot.img stand-in".ljust(440, b"\x90"))
+            f.seek(SECTOR)
+            f.write(b"GRUB core.img stand-in".ljust(60 * SECTOR, b"\xcc"))
     fs = work / "k3os-state.ext4"
     fs.unlink(missing_ok=True)
     first = (1464319 if style == "gpt" else 1368063) - state_start + 1

@@ -19,7 +19,7 @@ from osbuilder.node.install.k3os_disk import Extent, K3osDisk
 from osbuilder.node.install.k3os_state import K3osState
 from osbuilder.node.install.migrate_copy import measure, populate
 from osbuilder.node.install.migrate_io import Regions, Say, zero
-from osbuilder.node.install.table_commit import commit
+from osbuilder.node.install.table_commit import Written, commit
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.install_plan import InstallPlan
 from osbuilder.shared.layout import (
@@ -142,6 +142,7 @@ class Migration:
         self.i = inputs
         self.p, self.state, self.say = inputs.p, inputs.state, inputs.say
         self.when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.table_written: Written = lambda _what: None  # after each part of the new table
 
     def run(self, done: Callable[[mp.Step], None] = lambda _s: None) -> None:
         for step in self.p.plan:
@@ -184,7 +185,7 @@ class Migration:
         self.say("writing the new partition table (the switch: k3OS's stays valid until the "
                  "new one is whole)")
         commit(self.p.disk.path, self.p.disk.table, self.p.layout, self.p.disk.size,
-               self.i.scratch)
+               self.i.scratch, self.table_written)
 
     def wipe_b(self, span: Extent) -> None:
         """k3OS's old bytes at the start of slot B (an ext4 or FAT signature) would make it
