@@ -13,22 +13,18 @@ the UEFI spec and the kernel, takes the backup GPT when the primary fails its CR
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from osbuilder.node.install import migrate_plan as mp
-from osbuilder.node.install.k3os_disk import K3osDisk
 from osbuilder.node.install.k3os_state import read_state
 from osbuilder.node.install.migrate_io import read_disk
 from osbuilder.node.install.migrate_steps import Inputs, Migration, prepare
 from osbuilder.shared.install_plan import InstallPlan
 from osbuilder.shared.layout import MIB
-from tests.helpers.image import fat_read, partitions
 from tests.helpers.k3os_disk import (
     FileRegions,
     K3osNode,
@@ -37,80 +33,17 @@ from tests.helpers.k3os_disk import (
     make_disk,
     state_tree,
 )
+from tests.helpers.migrate_checks import (
+    K3osView,
+    boots_k3os,
+    boots_osbuilder,
+    table_of,
+    used_digest,
+)
 
 GIB = 1 << 30
 PLAN = InstallPlan("qemu-amd64", "1.0.0", "6.12.0-test-amd64", "x64", 256, 1024, 128,
                    "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "root=PARTLABEL=OSB_ROOT_A ro")
-
-
-@dataclass
-class K3osView:
-    """What must stay as it was for k3OS to boot with its data unchanged."""
-
-    table: list[tuple[int, int, str]]
-    used: str  # digest of every block K3OS_STATE uses, its ESPs, and (MBR) GRUB's sectors
-
-
-def used_digest(disk: Path, d: K3osDisk, blocks: list[tuple[int, int]], mbr: bool) -> str:
-    h = hashlib.sha256()
-    spans = [(d.state.start + a * d.fs.block_size, d.state.start + (b + 1) * d.fs.block_size)
-             for a, b in _used(blocks, d.fs.blocks)]
-    spans += [(e.start, e.end) for e in d.esps] + ([(0, MIB)] if mbr else [(34 * 512, MIB)])
-    with disk.open("rb") as f:
-        for s, e in spans:
-            f.seek(s)
-            h.update(f.read(e - s))
-    return h.hexdigest()
-
-
-def _used(free: list[tuple[int, int]], total: int) -> list[tuple[int, int]]:
-    out, at = [], 0
-    for a, b in sorted(free):
-        if a > at:
-            out.append((at, a - 1))
-        at = b + 1
-    if at < total:
-        out.append((at, total - 1))
-    return out
-
-
-def table_of(disk: Path) -> list[tuple[int, int, str]]:
-    return [(p.start, p.size, p.name) for p in partitions(disk)[1]]
-
-
-def boots_k3os(disk: Path, d: K3osDisk, view: K3osView, blocks: list[tuple[int, int]]
-               ) -> bool:
-    if table_of(disk) != view.table:
-        return False
-    assert used_digest(disk, d, blocks, d.table == "dos") == view.used, \
-        "k3OS's table is in force but its used bytes changed"
-    r = subprocess.run(["e2fsck", "-f", "-n", f"{disk}?offset={d.state.start}"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout
-    return True
-
-
-def boots_osbuilder(disk: Path, p: mp.Placement, node: K3osNode) -> bool:
-    label, parts = partitions(disk)
-    if label != "gpt" or [x.name for x in parts] != ["OSB_BOOT", "OSB_ROOT_A", "OSB_ROOT_B",
-                                                     "OSB_DATA"]:
-        return False
-    want = p.partitions()
-    assert [(x.start, x.size) for x in parts] == [(r.start * MIB, r.size * MIB)
-                                                  for r in want.values()]
-    assert fat_read(disk, parts[0], "EFI/BOOT/BOOTX64.EFI").startswith(b"MZ")
-    assert b"osb.slot=a" in fat_read(disk, parts[0], "loader/entries/osb-a.conf") or \
-        b"OSB_ROOT_A" in fat_read(disk, parts[0], "loader/entries/osb-a.conf")
-    with disk.open("rb") as f:
-        f.seek(parts[1].start)
-        assert f.read(4) == b"hsqs"
-    data = parts[3].start
-    r = subprocess.run(["e2fsck", "-f", "-n", f"{disk}?offset={data}"], capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stdout
-    assert debugfs_read(disk, data, "/etc/rancher/node/password") == node.node_password
-    assert debugfs_read(disk, data, "/var/lib/rancher/k3s/server/token") == node.token + b"\n"
-    return True
 
 
 @pytest.mark.parametrize("style", ["gpt", "mbr"])

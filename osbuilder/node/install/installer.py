@@ -15,7 +15,7 @@ import yaml
 
 from osbuilder.node import configure as boot
 from osbuilder.node.install import disks, prompts
-from osbuilder.node.install.k3os_disk import STATE_LABEL as K3OS_STATE
+from osbuilder.node.install.k3os_disk import install_hint
 from osbuilder.node.install.write_disk import install_disk
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared import live
@@ -103,9 +103,8 @@ def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
     target = disks.gather(device)
     problems = disks.problems(target, plan.min_disk_mib * MIB, ins.force, ins.no_format)
     if problems:
-        if any(f"'{K3OS_STATE}'" in s for s in target.signatures):
-            problems.append("it holds k3OS: `osbuilder-agent migrate-k3os` (the live "
-                            "system's migrate entry, osb.mode=migrate) keeps its k3s state")
+        hint = install_hint(target.signatures)
+        problems += [hint] if hint else []
         raise OsbError("install refused, nothing written:\n  " + "\n  ".join(problems))
     configs = {"config.yaml": installed_config(merged)}
     if ins.config_url:

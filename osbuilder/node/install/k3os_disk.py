@@ -159,6 +159,14 @@ def recognise(table: dict[str, Any], size: int, read_at: ReadAt, path: str) -> K
                     fs=sb, esps=tuple(esps))
 
 
+def install_hint(signatures: tuple[str, ...]) -> str | None:
+    """What `install` adds when it refuses a disk that holds k3OS (blkid's findings)."""
+    if any(s.endswith(f"ext4 '{STATE_LABEL}'") for s in signatures):
+        return ("it holds k3OS: `osbuilder-agent migrate-k3os` (the live system's migrate "
+                "entry, osb.mode=migrate) keeps its k3s state")
+    return None
+
+
 def inspect(path: str, sfdisk_json: bytes, size: int, read_at: ReadAt) -> K3osDisk:
     """recognise() from sfdisk's raw JSON (empty when sfdisk found no table)."""
     try:
