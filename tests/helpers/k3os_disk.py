@@ -252,16 +252,14 @@ class FileRegions:
         self.disk, self.work = disk, work
         self.writes: list[tuple[int, int]] = []
 
-    def make_data(self, span: Any, fill: Callable[[Path], None]) -> None:
-        from osbuilder.node.install.migrate_io import MKFS_DATA
+    def make_data(self, span: Any, fill: Callable[[Path], None], grow_to: int) -> None:
+        from osbuilder.node.install.migrate_io import mkfs_data
 
         stage = self.work / "data-stage"
         subprocess.run(["rm", "-rf", str(stage)], check=True)
         stage.mkdir()
         fill(stage)
-        argv = [a for a in MKFS_DATA if not a.startswith("nodiscard")]
-        opts = next(a for a in MKFS_DATA if a.startswith("nodiscard"))
-        subprocess.run([*argv[:-1], "-E", f"offset={span.start},{opts}", "-d", str(stage),
+        subprocess.run([*mkfs_data(span.size, grow_to, f"offset={span.start},"), "-d", str(stage),
                         str(self.disk), f"{span.size // 1024}k"], check=True,
                        capture_output=True)
         r = subprocess.run(["e2fsck", "-f", "-n", f"{self.disk}?offset={span.start}"],

@@ -25,18 +25,25 @@ from osbuilder.shared.run import run
 Fill = Callable[[Path], None]
 Say = Callable[[str], None]
 # the data file system: 4 KiB blocks and an inode per 8 KiB whatever its first size (it
-# grows to the whole partition on the first boot); the region holds k3OS's old bytes, so
-# inode tables and journal are zeroed now rather than trusted to be (no discard either:
-# it would reach k3OS's free blocks through the loop device for nothing)
-MKFS_DATA = ["mkfs.ext4", "-q", "-F", "-L", LABEL_DATA, "-T", "default", "-i", "8192", "-m", "1",
-             "-E", "nodiscard,lazy_itable_init=0,lazy_journal_init=0"]
+# grows to the whole partition on the first boot, online: room reserved for that); the
+# region holds k3OS's old bytes, so inode tables and journal are zeroed now rather than
+# trusted to be (no discard either: it would reach k3OS's free blocks for nothing)
+MKFS_DATA = ["mkfs.ext4", "-q", "-F", "-L", LABEL_DATA, "-T", "default", "-i", "8192", "-m", "1"]
+MKFS_DATA_E = "nodiscard,lazy_itable_init=0,lazy_journal_init=0"
+
+
+def mkfs_data(size: int, grow_to: int, where: str = "") -> list[str]:
+    """mkfs.ext4 for a data file system of `size` bytes, with room in its group descriptor
+    table to grow online to grow_to (its partition); `where`: more -E options (offset=)."""
+    resize = max(grow_to, size + 4096) // 4096  # mke2fs wants more than the size
+    return [*MKFS_DATA, "-E", f"{where}{MKFS_DATA_E},resize={resize}"]
 
 
 class Regions(Protocol):
     """Writes confined to one region of the disk each (LoopRegions on a node; the unit
     tests have a loop-free one for disk image files)."""
 
-    def make_data(self, span: Extent, fill: Fill) -> None: ...
+    def make_data(self, span: Extent, fill: Fill, grow_to: int) -> None: ...
 
     def write_image(self, span: Extent, src: Path, say: Say) -> None: ...
 
@@ -98,9 +105,9 @@ class LoopRegions:
     def __init__(self, device: str) -> None:
         self.device = device
 
-    def make_data(self, span: Extent, fill: Fill) -> None:
+    def make_data(self, span: Extent, fill: Fill, grow_to: int) -> None:
         with loop(self.device, span) as dev:
-            run([*MKFS_DATA, dev])
+            run([*mkfs_data(span.size, grow_to), dev])
             with mounted(dev, "ext4", "rw,noatime") as mnt:
                 fill(mnt)
                 os.sync()

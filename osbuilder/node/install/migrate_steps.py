@@ -160,7 +160,7 @@ class Migration:
         def fill(mnt: Path) -> None:
             populate(self.state, mnt, self.i.rancher, self.i.skip_images, self.when)
 
-        self.i.regions.make_data(span, fill)
+        self.i.regions.make_data(span, fill, self.p.placement.data.bytes().size)
 
     def root_a(self, span: Extent) -> None:
         self.i.regions.write_image(span, self.i.squashfs, self.say)
