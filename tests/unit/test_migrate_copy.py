@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.node.install.k3os_state import read_state
-from osbuilder.node.install.migrate_copy import IMAGES, measure, populate
+from osbuilder.node.install.migrate_copy import IMAGES, measure, populate, selection
 from osbuilder.shared.errors import OsbError
 from tests.helpers.k3os_disk import K3osNode, state_tree
 
@@ -132,3 +132,14 @@ def test_a_copy_error_names_the_file(tree: Path, tmp_path: Path) -> None:
     with pytest.raises(OsbError, match=r"^copying /.*/state/k3os/data/var/lib/rancher: File "
                                        "exists$"):
         populate(read_state(tree), dest, RANCHER, False, "now")
+
+
+def test_a_symlinked_var_is_not_followed(tree: Path, tmp_path: Path) -> None:
+    """k3os/data/var pointing at / (the live system's own files) is not copied from."""
+    var = tree / DATA / "var"
+    kept = tmp_path / "k3os-var"
+    var.rename(kept)
+    var.symlink_to("/")
+    assert selection(tree / DATA, False) == [("home", "home", frozenset()),
+                                             ("opt", "opt", frozenset())]
+    assert measure(tree / DATA, False).bytes < 1 << 20

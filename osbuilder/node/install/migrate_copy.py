@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from osbuilder.node.install.k3os_state import K3osState
+from osbuilder.node.install.k3os_state import K3osState, kind
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import write_atomic
 from osbuilder.shared.layout import MIB
@@ -74,11 +74,7 @@ def selection(data: Path, skip_images: bool) -> list[tuple[str, str, frozenset[s
     out = []
     left = set(LEFT_BEHIND) | ({IMAGES} if skip_images else set())
     for src, dest in KEEP:
-        try:
-            st = (data / src).lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):  # a symlink in k3OS's place of /var/lib is not followed
+        if kind(data, src) == "dir":  # no symlink on the way (k3os/data/var -> /) followed
             out.append((src, dest, frozenset(p.removeprefix(src + "/") for p in left
                                               if p.startswith(src + "/"))))
     return out
