@@ -35,7 +35,7 @@ from osbuilder.node.install.migrate_steps import (
 from osbuilder.node.install.prompts import Console, Ended
 from osbuilder.node.install.write_disk import add_boot_entry
 from osbuilder.node.paths import AgentPaths
-from osbuilder.shared.errors import Cancelled
+from osbuilder.shared.errors import Cancelled, ConfigError
 from osbuilder.shared.file_writes import lookup_ids
 from osbuilder.shared.install_plan import InstallPlan
 from osbuilder.shared.layout import MIB
@@ -119,7 +119,7 @@ def migrate(opts: Options, root: Path, squashfs: Path, say: migrate_io.Say,
             state = read_state(mount.enter_context(migrate_io.state_mounted(part)))
             prepared = prepare(disk, state, free, plan, squashfs.stat().st_size,
                                opts.skip_images)
-        except Unreadable as exc:
+        except (Unreadable, ConfigError, Refused) as exc:  # a config error: a YAML file
             raise Refused(f"migration refused, nothing written: {exc}") from None
         say(f"k3s {state.role} ({state.datastore} datastore), its node password, "
             f"{len(state.host_keys)} SSH host key files, host name "
