@@ -57,8 +57,8 @@ def test_every_subcommand_is_walked() -> None:
         "serve-pxe", "boards", "show-board", "validate-board", "validate-config", "schema"}
     assert {" ".join(c) for c, _ in AGENT_COMMANDS} == {
         "boot", "online", "run-cmd", "status", "validate-config", "upgrade", "rollback",
-        "mark-good", "health-gate", "grow-data", "save-password", "install", "bootloader",
-        "controller", "watch-node", "config"}
+        "mark-good", "health-gate", "grow-data", "save-password", "install", "migrate-k3os",
+        "bootloader", "controller", "watch-node", "config"}
 
 
 @pytest.mark.parametrize(("argv", "command"),
