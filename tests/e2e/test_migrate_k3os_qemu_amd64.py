@@ -54,13 +54,14 @@ LIVE_CONFIG = {"hostname": "migrator", "k3os": {"password": "live-e2e",
 @pytest.fixture(scope="session")
 def migrate_iso(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                 k3s_server: Served, qemu_amd64_build: Build) -> Path:
-    build = live_formats(tmp_path_factory, build_cache, k3s_server, "migrate", "iso",
+    build = live_formats(tmp_path_factory, build_cache, k3s_server, "migrate", "img,iso",
                          LIVE_CONFIG)
     return build.out / "osbuilder-qemu-amd64-1.0.0.iso"
 
 
-def migrate_entry(iso: Path, work: Path) -> tuple[str, ...]:
-    """-kernel/-initrd/-append of the ISO's "migrate" menu entry, from the ISO's ESP."""
+def migrate_boot(iso: Path, work: Path) -> tuple[str, ...]:
+    """QEMU options booting the ISO's "migrate" menu entry: the ISO as a CD, and the entry's
+    kernel, initrd and options read from the ISO's ESP (-kernel takes boot index 0)."""
     esp = next(p for p in partitions(iso)[1] if p.type == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
     entry = fat_read(iso, esp, "loader/entries/osb-migrate.conf").decode()
     options = re.search(r"^options\s+(.*)$", entry, re.M)
@@ -71,8 +72,8 @@ def migrate_entry(iso: Path, work: Path) -> tuple[str, ...]:
         assert m, entry
         files[key] = work / Path(m.group(1)).name
         files[key].write_bytes(fat_read(iso, esp, m.group(1).lstrip("/")))
-    return ("-kernel", str(files["linux"]), "-initrd", str(files["initrd"]),
-            "-append", options.group(1))
+    return (*cdrom(iso, bootindex=1), "-kernel", str(files["linux"]),
+            "-initrd", str(files["initrd"]), "-append", options.group(1))
 
 
 def sha(data: bytes | None) -> str:
@@ -91,8 +92,8 @@ def test_k3os_disk_migrates_in_place_and_boots_osbuilder(migrate_iso: Path,
     make_disk(disk, 4 * GIB, tree, "gpt")
     subprocess.run(["rm", "-rf", str(tree)], check=True)  # the disk is the only copy now
 
-    with vm(disk, tmp_path, "migrate", (*cdrom(migrate_iso), *migrate_entry(
-            migrate_iso, tmp_path), "-no-reboot")) as v:
+    with vm(disk, tmp_path, "migrate", (*migrate_boot(migrate_iso, tmp_path),
+                                        "-no-reboot")) as v:
         v.wait_for(r"osbuilder-agent: /dev/vda: k3OS's GPT layout, K3OS_STATE on /dev/vda2",
                    TIMEOUT)
         found = v.elapsed()
@@ -192,10 +193,10 @@ def test_power_cuts_during_migration_leave_k3os_or_osbuilder(migrate_iso: Path,
     disk = tmp_path / "disk.img"
     make_disk(disk, 4 * GIB, state_tree(tmp_path / "state", node), "gpt")
     d, blocks, view = k3os_view(disk)
-    entry = migrate_entry(migrate_iso, tmp_path)
+    entry = migrate_boot(migrate_iso, tmp_path)
     outcomes = []
     for i, cut in enumerate(CUTS):
-        with vm(disk, tmp_path, f"cut{i}", (*cdrom(migrate_iso), *entry, "-no-reboot")) as v:
+        with vm(disk, tmp_path, f"cut{i}", (*entry, "-no-reboot")) as v:
             v.wait_for(cut, TIMEOUT)
             v.kill()
         k3os = boots_k3os(disk, d, view, blocks)
@@ -207,7 +208,7 @@ def test_power_cuts_during_migration_leave_k3os_or_osbuilder(migrate_iso: Path,
     print("\npower cuts: " + "; ".join(outcomes))
     assert outcomes[0].endswith("k3OS") and outcomes[1].endswith("k3OS")
     if outcomes[-1].endswith("k3OS"):  # the table was not reached: migrate again, whole
-        with vm(disk, tmp_path, "finish", (*cdrom(migrate_iso), *entry, "-no-reboot")) as v:
+        with vm(disk, tmp_path, "finish", (*entry, "-no-reboot")) as v:
             v.wait_for(r"osbuilder-agent: migrated /dev/vda to osbuilder in \d+ s", TIMEOUT)
             assert v.proc is not None
             v.proc.wait(timeout=180)
