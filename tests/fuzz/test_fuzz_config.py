@@ -53,6 +53,7 @@ def test_node_boot_survives_any_config_and_agrees_with_the_workstation(
     # found by this test: a misspelt block (k3o) holding text, read for config_url before
     # validation
     @example(b"k3o: https://myserver:6443\n")
+    @example(b"nodes:\n  passphrase: S3KR1TNone\n")  # a secret inside a misplaced block
     def one(data: bytes) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = node(Path(tmp), "")
