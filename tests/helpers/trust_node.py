@@ -26,9 +26,10 @@ from tests.helpers.image import fat_write, partitions
 
 PW = "trust-pw"
 NODE_NAME = "trust-n1"
-CONFIG = {"hostname": "trust-node",
-          "k3os": {"password": PW, "k3s_args": [f"--node-name={NODE_NAME}"]},
-          "osbuilder": {"upgrade": {"health_timeout": 60}}}
+CONFIG: dict[str, object] = {
+    "hostname": "trust-node",
+    "k3os": {"password": PW, "k3s_args": [f"--node-name={NODE_NAME}"]},
+    "osbuilder": {"upgrade": {"health_timeout": 60}}}
 BOOT = 900  # s: a first boot (enrollment reset, LUKS format) under TCG on a loaded host
 ENROLLING = r"Enrolling secure boot keys from directory: \\loader\\keys\\auto"
 ENROLLED = r"Custom Secure Boot keys successfully enrolled, rebooting the system now!"
