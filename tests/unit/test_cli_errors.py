@@ -58,6 +58,7 @@ def test_every_subcommand_is_walked() -> None:
     assert {" ".join(c) for c, _ in AGENT_COMMANDS} == {
         "boot", "online", "run-cmd", "status", "validate-config", "upgrade", "rollback",
         "mark-good", "health-gate", "grow-data", "save-password", "install", "migrate-k3os",
+        "stage-boot",
         "bootloader", "controller", "watch-node", "config"}
 
 

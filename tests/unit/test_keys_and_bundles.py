@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.host import secure_boot_keys as sb
 from osbuilder.host.keys import init_keys
 from osbuilder.shared.errors import OsbError
 
@@ -42,9 +43,12 @@ def rauc_info(b: Path, keyring: Path) -> subprocess.CompletedProcess[str]:
 
 def test_keys_init_makes_a_ca_and_a_signing_key(tmp_path: Path) -> None:
     files = init_keys(tmp_path / "k", "Acme Edge")
+    # the update PKI first, then the Secure Boot and PCR keys (test_secure_boot_keys.py)
     assert [f.name for f in files] == ["ca.key.pem", "ca.cert.pem", "signing.key.pem",
-                                       "signing.cert.pem"]
-    assert (tmp_path / "k/ca.key.pem").stat().st_mode & 0o077 == 0
+                                       "signing.cert.pem", *sb.ALL_FILES]
+    for f in files:
+        if f.name.endswith(".key.pem"):
+            assert f.stat().st_mode & 0o077 == 0, f
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "k/ca.cert.pem"),
                              str(tmp_path / "k/signing.cert.pem")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr

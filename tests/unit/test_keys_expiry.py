@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from osbuilder.host import secure_boot_keys as sb
 from osbuilder.host.keys import check_certificates, expiry, init_keys
 from osbuilder.shared.errors import ExitCode, OsbError
 
@@ -40,10 +41,14 @@ def test_rotation_never_copies_the_ca_key(tmp_path: Path) -> None:
     init_keys(tmp_path / "old", "x")
     r = osb("keys", "init", str(tmp_path / "new"), "--ca-dir", str(tmp_path / "old"))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == [
-        "ca.cert.pem", "signing.cert.pem", "signing.key.pem"]
-    assert r.stdout.split() == [str(tmp_path / "new" / n) for n in (
-        "ca.cert.pem", "signing.key.pem", "signing.cert.pem")]
+    # the Secure Boot files a build needs come along (machines enrolled them); PK's and
+    # KEK's private keys stay behind with the CA key
+    written = ("ca.cert.pem", "signing.key.pem", "signing.cert.pem", *sb.BUILD_FILES,
+               sb.OWNER_FILE)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(written)
+    assert r.stdout.split() == [str(tmp_path / "new" / n) for n in written]
+    for n in ("ca.key.pem", "PK.key.pem", "KEK.key.pem"):
+        assert not (tmp_path / "new" / n).exists(), n
     assert f"the CA key is in {tmp_path / 'old'}, where it stays" in r.stderr
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "old/ca.cert.pem"),
                              str(tmp_path / "new/signing.cert.pem")], capture_output=True)
@@ -74,7 +79,8 @@ def test_check_warns_30_days_ahead_and_refuses_expired(tmp_path: Path) -> None:
     init_keys(keys, "x")
     r = osb("keys", "check", str(keys))
     assert r.returncode == 0 and "warning" not in r.stderr
-    assert r.stdout.count("valid until") == 2
+    # ca, signing, and the Secure Boot PK, KEK and db certificates
+    assert r.stdout.count("valid until") == 5
     short_lived(keys, 20)
     r = osb("keys", "check", str(keys))
     assert r.returncode == 0
