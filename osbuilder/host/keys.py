@@ -47,6 +47,8 @@ def init_keys(dest: Path, org: str, ca_dir: Path | None = None) -> list[Path]:
     existing = [f for f in (*CA_FILES, *SIGNING_FILES) if (dest / f).exists()]
     if existing and ca_dir is None and not sb.has_secure_boot_keys(dest):
         return sb.init_secure_boot(dest, org)
+    if ca_dir is not None:  # rotation copies the Secure Boot files in: none may be there
+        existing += [f for f in sb.ALL_FILES if (dest / f).exists()]
     if existing:
         raise OsbError(f"{dest}: already holds {', '.join(existing)}; refusing to overwrite "
                        "keys (use a new folder to rotate)")
@@ -94,8 +96,13 @@ def sb_copy(src: Path, dest: Path) -> list[Path]:
     copied = []
     for f in (*sb.BUILD_FILES, sb.OWNER_FILE):
         if (src / f).is_file():
-            (dest / f).write_bytes((src / f).read_bytes())
-            os.chmod(dest / f, 0o600 if f.endswith(".key.pem") else 0o644)
+            # created with its final mode: db.key.pem is never readable by others, not
+            # even between the write and a chmod
+            mode = 0o600 if f.endswith(".key.pem") else 0o644
+            fd = os.open(dest / f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as out:
+                out.write((src / f).read_bytes())
+            os.chmod(dest / f, mode)  # os.open's mode passed through the umask
             copied.append(dest / f)
     return copied
 

@@ -159,6 +159,13 @@ def test_rotation_keeps_the_enrolled_keys_and_leaves_pk_kek_offline(fleet: Path,
     assert not (new / "PK.key.pem").exists() and not (new / "KEK.key.pem").exists()
     assert not (new / "ca.key.pem").exists()
     sb.check_secure_boot_keys(new)
+    assert (new / "db.key.pem").stat().st_mode & 0o077 == 0
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "db.auth").write_bytes(b"a machine's enrolled list")
+    with pytest.raises(OsbError, match=r"taken: already holds db\.auth"):
+        init_keys(taken, "x", ca_dir=fleet)
+    assert sorted(p.name for p in taken.iterdir()) == ["db.auth"]  # nothing written
 
 
 def test_build_with_a_missing_key_stops_before_any_work(fleet: Path, tmp_path: Path) -> None:
