@@ -126,6 +126,29 @@ def parent_disk(dev: str, sys_block: Path = Path("/sys/class/block")) -> str | N
     return p.resolve().parent.name
 
 
+def block_name(dev: str, sys_dev_block: Path = Path("/sys/dev/block")) -> str:
+    """The kernel's name of a block device node (dm-1 for /dev/mapper/osb-data, which the
+    initramfs made as a plain node, not a udev symlink), by its device number."""
+    try:
+        rdev = os.stat(dev).st_rdev
+    except OSError:
+        return os.path.basename(dev)
+    link = sys_dev_block / f"{os.major(rdev)}:{os.minor(rdev)}"
+    return link.resolve().name if link.exists() else os.path.basename(dev)
+
+
+def backing_partition(name: str, sys_block: Path = Path("/sys/class/block")) -> str:
+    """The partition under a device-mapper device (LUKS2 data: dm-1 over vda4), following
+    single-slave layers; a partition is its own."""
+    for _ in range(8):
+        slaves = sys_block / name / "slaves"
+        below = sorted(slaves.iterdir()) if slaves.is_dir() else []
+        if len(below) != 1:
+            break
+        name = below[0].name
+    return name
+
+
 
 def gather(paths: AgentPaths | None = None) -> Status:
     cmd = cmdline_args(read("/proc/cmdline"))
@@ -136,8 +159,9 @@ def gather(paths: AgentPaths | None = None) -> Status:
     if data is not None:
         st = os.statvfs("/data")
         fs_bytes = st.f_blocks * st.f_frsize
-        part_bytes = block_size_bytes(data.source)
-        disk = parent_disk(data.source)
+        part = backing_partition(block_name(data.source))
+        part_bytes = block_size_bytes(part)
+        disk = parent_disk(part)
         disk_bytes = block_size_bytes(disk) if disk else None
     paths = paths or AgentPaths()
     state = read_json(paths.state_file) or {}

@@ -73,3 +73,25 @@ def test_status_line_and_text() -> None:
     assert "data unlocked with the recovery key" in r
     assert "systemd-cryptenroll --wipe-slot=tpm2" in r
     assert "the recovery key is in /run/osbuilder/recovery-key until the next reboot" in r
+
+
+def test_data_partition_size_is_read_through_the_luks2_device(tmp_path: Path) -> None:
+    """The status line's data_part= and disk= of encrypted data: /data is on dm-1, whose one
+    slave is the partition (sysfs: /sys/class/block/dm-1/slaves/vda4); a plain partition is
+    its own. The first signed boot under QEMU printed data_part=- disk=- before this."""
+    from osbuilder.node.status import backing_partition, block_name, parent_disk
+
+    sys_block = tmp_path / "class" / "block"
+    vda = tmp_path / "devices" / "vda"
+    (vda / "vda4").mkdir(parents=True)
+    (vda / "vda4" / "partition").write_text("4\n")
+    sys_block.mkdir(parents=True)
+    (sys_block / "vda4").symlink_to(vda / "vda4")
+    (sys_block / "vda").symlink_to(vda)
+    (sys_block / "dm-1" / "slaves").mkdir(parents=True)
+    (sys_block / "dm-1" / "slaves" / "vda4").symlink_to(vda / "vda4")
+    assert backing_partition("dm-1", sys_block) == "vda4"
+    assert backing_partition("vda4", sys_block) == "vda4"
+    assert parent_disk(backing_partition("dm-1", sys_block), sys_block) == "vda"
+    # a name that is no device node: its own base name
+    assert block_name("/dev/mapper/none", tmp_path / "dev-block") == "none"
