@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -51,8 +51,11 @@ def status_fields(line: str) -> dict[str, str]:
 class TrustNode:
     """One machine: a disk, a UEFI variable store and a TPM, under `folder`."""
 
-    def __init__(self, folder: Path, disk: Path, guest_forwards: tuple[str, ...] = ()) -> None:
+    def __init__(self, folder: Path, disk: Path, guest_forwards: tuple[str, ...] = (),
+                 secure_boot: bool = True) -> None:
         self.folder = folder
+        # False: the plain firmware and no TPM, as an unsigned image boots (for comparison)
+        self.secure_boot = secure_boot
         folder.mkdir(parents=True, exist_ok=True)
         self.disk = disk
         self.vars = folder / "vars.fd"  # made from the firmware's empty template: setup mode
@@ -64,27 +67,28 @@ class TrustNode:
 
     @classmethod
     def fresh(cls, image: Path, folder: Path, config: dict[str, object] = CONFIG,
-              guest_forwards: tuple[str, ...] = ()) -> TrustNode:
+              guest_forwards: tuple[str, ...] = (), secure_boot: bool = True) -> TrustNode:
         folder.mkdir(parents=True, exist_ok=True)
         disk = scratch_disk(image, folder / "disk.img", "4G")
         fat_write(disk, partitions(disk)[1][0], "config.yaml", yaml.safe_dump(config).encode(),
                   folder)
-        return cls(folder, disk, guest_forwards)
+        return cls(folder, disk, guest_forwards, secure_boot)
 
     def another_machine(self, folder: Path) -> TrustNode:
         """This disk in another machine: its own firmware variables and TPM."""
         disk = folder / "disk.img"
         folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.disk, disk)
+        subprocess.run(["cp", "--sparse=always", self.disk, disk], check=True)
         return TrustNode(folder, disk, self.forwards)
 
     def start(self) -> VM:
         self.boots += 1
-        tpm = self._stack.enter_context(Swtpm(self.tpm_state))
+        tpm = (self._stack.enter_context(Swtpm(self.tpm_state)).socket if self.secure_boot
+               else None)
         serial, extra = interactive_serial(self.folder / "console.sock")
         argv = qemu_argv(load_board("qemu-amd64"), self.disk, self.vars, serial=serial,
-                         extra=extra, guest_forwards=self.forwards, secure_boot=True,
-                         tpm=tpm.socket)
+                         extra=extra, guest_forwards=self.forwards,
+                         secure_boot=self.secure_boot, tpm=tpm)
         self.vm = VM(argv, self.folder / f"console-{self.boots}.log",
                      self.folder / "console.sock").__enter__()
         return self.vm
@@ -94,6 +98,13 @@ class TrustNode:
             self.vm.kill()
             self.vm = None
         self._stack.close()  # the swtpm ends with its QEMU (--terminate); make sure
+
+    def poweroff(self, timeout: float = 180) -> None:
+        """A clean shutdown from the logged-in shell; QEMU exits when the guest is off."""
+        assert self.vm is not None and self.vm.proc is not None
+        self.vm.type("sudo poweroff\n")
+        self.vm.proc.wait(timeout)
+        self.stop()
 
     def power_cycle(self) -> VM:
         self.stop()
