@@ -33,6 +33,8 @@ class BuildContext:
     kernel_version: str | None = None
     k3s: K3sArtifact | None = None
     squashfs: Path | None = None
+    root_key: str | None = None  # the root's inputs (stages/root_cache.py); None: uncached
+    root_cached: bool = False  # the root came from the cache: ROOT_STAGES are skipped
     layout: DiskLayout | None = None
     disk_image: Path | None = None
     artifacts: list[Artifact] = field(default_factory=list)
