@@ -114,7 +114,7 @@ unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
 test: deps-test venv lint
-	$(VENV)/bin/pytest -m 'not slow' tests
+	$(VENV)/bin/pytest -m 'not slow' --durations=20 tests
 
 test-all: deps-test venv dib lint
 	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest tests

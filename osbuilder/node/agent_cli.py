@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="(live boot) install only if install.device is set or "
                           "osb.mode=install")
     ins.add_argument("--no-reboot", action="store_true", help="neither reboot nor power off")
+    mg = sub.add_parser("migrate-k3os", help="(live system) turn a disk that k3OS installed "
+                        "into an osbuilder disk in place, keeping the node's k3s state")
+    mg.add_argument("--device", help="the k3OS disk (default: the one disk k3OS laid out)")
+    mg.add_argument("--yes", action="store_true", help="do not ask on the console first")
+    mg.add_argument("--skip-images", action="store_true",
+                    help="leave container images behind (k3s pulls them again)")
+    mg.add_argument("--dry-run", action="store_true", help="check and plan, write nothing")
+    mg.add_argument("--force-efi", action="store_true",
+                    help="migrate although this machine did not boot through UEFI")
+    mg.add_argument("--no-reboot", action="store_true", help="do not reboot afterwards")
     bl = sub.add_parser("bootloader", help="(RAUC) custom bootloader backend")
     bl.add_argument("op", nargs=argparse.REMAINDER)
     ctl = sub.add_parser("controller", help="(server) the OSUpgrade fleet upgrade controller")
@@ -108,6 +118,13 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
         from osbuilder.shared.nodeconfig.facts import gather as gather_facts
 
         return install(paths, gather_facts(), args.auto, not args.no_reboot)
+    if args.command == "migrate-k3os":
+        from osbuilder.node.install.migrate_k3os import Options
+        from osbuilder.node.install.migrate_k3os import command as migrate
+
+        efi = (paths.root / "sys/firmware/efi").is_dir()
+        return migrate(paths, Options(args.device, not args.yes, args.skip_images,
+                                      args.dry_run, efi), args.force_efi, not args.no_reboot)
     if args.command in ("validate-config", "validate"):
         from osbuilder.shared.login_access import ACCESS_WARNING, has_way_in
         from osbuilder.shared.nodeconfig.loader import validate_command

@@ -30,6 +30,7 @@ from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import read_json, write_atomic, write_json, write_or_remove
 from osbuilder.shared.nodeconfig import appliers
 from osbuilder.shared.nodeconfig.accounts import Accounts
+from osbuilder.shared.nodeconfig.appliers import data_sources as data_sources_applier
 from osbuilder.shared.nodeconfig.appliers import hostname as hostname_applier
 from osbuilder.shared.nodeconfig.appliers import k3s as k3s_applier
 from osbuilder.shared.nodeconfig.appliers import ssh_keys
@@ -188,6 +189,10 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
     # resolved starts alongside `boot` (osbuilder-boot.service): it may have read its
     # configuration before the DNS drop-in was written
     units += ["systemd-resolved.service"] if cfg.dns_nameservers else []
+    if cfg.data_sources and data_sources_applier.active(cfg, paths.root):
+        # the image ships cloud-init off, so its generator did not pull it in: start it now
+        # (its local stage runs before the network, as on a cloud board)
+        run(["systemctl", "start", "--no-block", "cloud-init.target"], check=False)
     if units:
         run(["systemctl", "restart", "--no-block", *units], check=False)
     run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)
@@ -240,16 +245,12 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     return out
 
 
-# cloud-init brings user-data from the network (EC2's IMDS) after `boot` ran
-CLOUD_INIT = "usr/bin/cloud-init"
-
-
 def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
     """What `online` would fetch or re-check for this config; nothing -> it is not run."""
     _, unreadable, url = collect(paths)
     work = ["config_url"] if url else []
     work += ["config_url (unreadable sources)"] if unreadable and not url else []
-    work += ["cloud-init user-data"] if (paths.root / CLOUD_INIT).exists() else []
+    work += ["cloud-init user-data"] if data_sources_applier.active(cfg, paths.root) else []
     work += ["ssh_authorized_keys"] if any(map(ssh_keys.is_remote,
                                                 cfg.ssh_authorized_keys)) else []
     work += ["k3os.manifests"] if (cfg.k3s.role == "server"

@@ -16,7 +16,9 @@ RAM_DIR = "/run/osbuilder/live"  # tmpfs holding a squashfs fetched over HTTP
 RECORD = "/run/osbuilder/live-squashfs"  # path of the squashfs the root was mounted from
 SQUASHFS_ON_MEDIUM = "osb/root.squashfs"
 CONFIG_ON_MEDIUM = "osb/config.yaml"
-MODES = ("live", "install")  # osb.mode=: install without install.device asks on the console
+# osb.mode=: install without install.device asks on the console; migrate turns a disk
+# k3OS installed into an osbuilder disk in place (osbuilder-agent migrate-k3os)
+MODES = ("live", "install", "migrate")
 
 
 def template_vars() -> dict[str, str]:

@@ -57,13 +57,27 @@ def secret_keys(schema_name: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _shown(value: Any, secret: bool) -> str:
-    return "(value hidden)" if secret else json.dumps(value, default=str)[:60]
+def _redacted(value: Any, secrets: frozenset[str]) -> Any:
+    """The value with whatever sits under a secret key replaced, at any depth: a
+    misplaced block (``nodes: {passphrase: ...}``) must not show its secret either."""
+    if isinstance(value, dict):
+        return {k: "(hidden)" if k in secrets else _redacted(v, secrets)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secrets) for v in value]
+    return value
+
+
+def _shown(value: Any, secret: bool, secrets: frozenset[str]) -> str:
+    if secret:
+        return "(value hidden)"
+    return json.dumps(_redacted(value, secrets), default=str)[:60]
 
 
 def _describe(err: Any, secrets: frozenset[str], root: dict[str, Any]) -> tuple[str, str]:
     path = list(err.absolute_path)  # err: a jsonschema.ValidationError
     secret = any(p in secrets for p in path if isinstance(p, str))
+    holds_secret = secret or _redacted(err.instance, secrets) != err.instance
     schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     instance: Any = err.instance
     if err.validator in ("additionalProperties", "unevaluatedProperties"):
@@ -79,14 +93,14 @@ def _describe(err: Any, secrets: frozenset[str], root: dict[str, Any]) -> tuple[
     if err.validator == "type":
         return key_path(path), (
             f"expected {err.validator_value}, got {type(err.instance).__name__} "
-            f"{_shown(err.instance, secret)}"
+            f"{_shown(err.instance, secret, secrets)}"
         )
     if err.validator == "enum":
         allowed = ", ".join(json.dumps(v) for v in err.validator_value)
-        return key_path(path), f"{_shown(err.instance, secret)} is not one of {allowed}"
+        return key_path(path), f"{_shown(err.instance, secret, secrets)} is not one of {allowed}"
     if err.validator == "required":
         return key_path(path), err.message
-    if secret:  # jsonschema's own messages quote the value
+    if holds_secret:  # jsonschema's own messages quote the value
         return key_path(path), f"not valid here ({err.validator} {err.validator_value!r})"
     return key_path(path), err.message[:200]
 

@@ -20,7 +20,7 @@ from tests.conftest import Build
 from tests.helpers.image import partitions
 from tests.helpers.live_vm import vm
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # about 5 min under TCG; make test stays under 45 min
 
 BOOT_S = 400
 NEW_PASSWORD = "Edge-node 7 chose this"

@@ -56,3 +56,28 @@ def test_agent_reaches_server_over_the_lan(qemu_amd64_build: Build, tmp_path: Pa
                          r"k3s stand-in server", TIMEOUT * 2)
             srv.wait_for(r"k3s-standin: server: connection from 192\.0\.2\.2", 60)
             print(f"\ntwo-node LAN join seen after {agt.elapsed():.1f} s (agent boot, TCG)")
+
+
+def test_second_server_joins_with_the_k3os_keys(qemu_amd64_build: Build, tmp_path: Path
+                                                ) -> None:
+    """k3OS's HA join (rancher/k3os pkg/cc/funcs.go ApplyK3S exports K3S_URL whenever
+    server_url is set; issue #379): `k3s_args: [server]` with server_url and token makes a
+    second server of the same cluster, not a cluster of its own. The stand-in, as k3s
+    would, connects to the server its config names (`server:`)."""
+    port = free_port()
+    first = {"hostname": "srv1", "k3os": {
+        "token": "K10cluster::server:secret", "k3s_args": ["server", "--cluster-init"],
+        "network": {"enp0s8": {"addresses": ["192.0.2.1/24"]}}}}
+    second = {"hostname": "srv2", "k3os": {
+        "server_url": "https://192.0.2.1:6443", "token": "K10cluster::server:secret",
+        "k3s_args": ["server"], "network": {"enp0s8": {"addresses": ["192.0.2.3/24"]}}}}
+    with lan_vm(qemu_amd64_build, tmp_path / "srv1", first,
+                f"listen=127.0.0.1:{port}", "52:54:00:00:02:11") as srv1:
+        srv1.wait_for(r"applied config \(.*role=server, hostname=srv1\)", TIMEOUT)
+        with lan_vm(qemu_amd64_build, tmp_path / "srv2", second,
+                    f"connect=127.0.0.1:{port}", "52:54:00:00:02:12") as srv2:
+            srv2.wait_for(r"applied config \(.*role=server, hostname=srv2\)", TIMEOUT)
+            srv2.wait_for(r'k3s-standin: started \["server"\]', TIMEOUT * 2)
+            srv2.wait_for(r"k3s-standin: server joining: reached https://192\.0\.2\.1:6443: "
+                          r"k3s stand-in server", TIMEOUT * 2)
+            srv1.wait_for(r"k3s-standin: server: connection from 192\.0\.2\.3", 60)

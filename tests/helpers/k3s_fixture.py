@@ -71,7 +71,9 @@ def node_api():
             pass
         def do_GET(self):
             name = self.path.rsplit("/", 1)[-1]
-            if name != NODE:  # like the API server: no Node of that name
+            # like the API server: no Node of another name (a LIST, "nodes?...", gets the
+            # stand-in's one answer, which the watcher reports as a LIST without items)
+            if "?" not in name and name != NODE:
                 body = json.dumps({"kind": "Status", "status": "Failure", "reason": "NotFound",
                                    "code": 404, "message": 'nodes "' + name + '" not found'})
                 self.send_response(404)
@@ -100,25 +102,33 @@ if ns:
     n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     n.connect("\\0" + ns[1:] if ns.startswith("@") else ns)
     n.sendall(b"READY=1")
+url = next((l.split(":", 1)[1].strip() for l in (rec["config"] or "").splitlines()
+            if l.startswith("server:")), "")
+def reach(role):
+    # like k3s: an agent, or a server joining a cluster (--server / K3S_URL), connects to
+    # the server it names; the stand-in reports what answered
+    hostport = url.split("//", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    for _ in range(120):
+        try:
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+                said = s.recv(100).decode().split("\\n")[-2]
+                console(role + ": reached " + url + ": " + said)
+                return
+        except OSError:
+            time.sleep(2)
 if rec["argv"][:1] == ["server"]:
+    if url:
+        import threading
+        threading.Thread(target=reach, args=("server joining",), daemon=True).start()
     srv = socket.create_server(("0.0.0.0", 6443))
     while True:
         conn, peer = srv.accept()
         console("server: connection from " + peer[0])
         conn.sendall(b"HTTP/1.0 200 OK\\r\\n\\r\\nk3s stand-in server\\n")
         conn.close()
-url = next((l.split(":", 1)[1].strip() for l in (rec["config"] or "").splitlines()
-            if l.startswith("server:")), "")
-hostport = url.split("//", 1)[-1].rstrip("/")
-host, _, port = hostport.rpartition(":")
-for _ in range(120):
-    try:
-        with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-            console("agent: reached " + url + ": " + s.recv(100).decode().split("\\n")[-2])
-            break
-    except OSError as e:
-        time.sleep(2)
+reach("agent")
 while True:
     time.sleep(3600)
 '''

@@ -18,10 +18,11 @@ from tests.helpers.image import Part, partitions, probe
 GUEST_URL = "http://10.0.2.100:8080"  # serve-pxe as the guest sees it (guestfwd)
 
 
-def cdrom(iso: Path) -> tuple[str, ...]:
+def cdrom(iso: Path, bootindex: int = 0) -> tuple[str, ...]:
+    """The ISO as a SCSI CD, first to boot unless told (QEMU's -kernel takes bootindex 0)."""
     return ("-device", "virtio-scsi-pci,id=scsi0",
             "-drive", f"if=none,id=cd0,media=cdrom,readonly=on,format=raw,file={iso}",
-            "-device", "scsi-cd,drive=cd0,bootindex=0")
+            "-device", f"scsi-cd,drive=cd0,bootindex={bootindex}")
 
 
 def vm(disk: Path, tmp_path: Path, log: str, extra: tuple[str, ...] = (), *,

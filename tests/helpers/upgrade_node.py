@@ -24,6 +24,7 @@ import yaml
 from osbuilder.host.boards import load_board
 from osbuilder.host.keys import init_keys
 from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk
+from osbuilder.shared.errors import ExitCode
 from osbuilder.shared.layout import root_device_path
 from tests.conftest import EPOCH
 from tests.helpers.http_files import Served
@@ -218,7 +219,7 @@ def upgrade_then_broken_upgrade(release: Release, www: Served, tmp: Path) -> str
         }
         for name, why in refusals.items():
             rc, out = node.sh(f"sudo osbuilder-agent upgrade {URL}/{name}")
-            assert rc == 2 and why in out, out
+            assert rc == ExitCode.BAD_INPUT and why in out, out  # a refused bundle
         assert node.slot_b_state() == before, "a refused bundle touched a slot"
 
         # v1 -> v2: installed into slot b, health gate passes, slot b known good

@@ -116,8 +116,9 @@ def test_pxe_files(live_build: Build) -> None:
     script = (out / f"{NAME}-pxe.ipxe").read_text()
     assert script.startswith("#!ipxe\n")
     assert "isset ${osb_url} || set osb_url http://${next-server}:8080\n" in script
+    # the node refuses http config_urls unless the command line allows them (issue 15)
     assert (f"isset ${{osb_args}} || set osb_args osb.config_url=${{osb_url}}/{NAME}-pxe."
-            "config.yaml\n") in script
+            "config.yaml osb.config_url_allow_http=1\n") in script
     assert (f"kernel ${{osb_url}}/{NAME}-pxe.vmlinuz initrd={NAME}-pxe.initrd.img "
             f"boot=osblive osb.live=${{osb_url}}/{NAME}-pxe.squashfs osb.slot=live") in script
     assert f"initrd ${{osb_url}}/{NAME}-pxe.initrd.img\nboot\n" in script

@@ -177,10 +177,9 @@ def test_later_units_are_started_only_with_work_to_do(tmp_path: Path) -> None:
                                                                "ssh_authorized_keys"]
     assert paths.run_cmd_marker.is_file()
 
-    # cloud-init in the image: user-data may arrive after boot, so `online` always runs
+    # cloud-init on (the EC2 boards): user-data may arrive after boot, so `online` runs
     (paths.boot_dir / "config.yaml").write_text("hostname: n1\n")
-    (paths.root / "usr/bin").mkdir(parents=True, exist_ok=True)
-    (paths.root / "usr/bin/cloud-init").write_text("")
+    (paths.root / "etc/cloud/cloud-init.disabled").unlink()
     boot(paths, FACTS)
     assert paths.online_marker.read_text() == "cloud-init user-data\n"
     assert not paths.run_cmd_marker.exists(), "run_cmd gone from the config: marker removed"

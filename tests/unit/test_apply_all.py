@@ -61,7 +61,7 @@ def snapshot(root: Path) -> Snapshot:
 def test_order() -> None:
     names = [a.name for a in APPLIERS]
     assert names == ["hostname", "users", "ssh_keys", "kernel", "timesync", "dns", "network",
-                     "wifi", "environment", "k3s", "write_files"]
+                     "wifi", "environment", "data_sources", "k3s", "write_files"]
 
 
 @pytest.mark.parametrize("role", ["server", "agent"])
@@ -69,7 +69,8 @@ def test_every_applier_is_idempotent(tmp_path: Path, role: str) -> None:
     root = make_root(tmp_path)
     (root / "var/lib/osbuilder").mkdir(parents=True)
     (root / ssh_keys.CACHE).write_text(json.dumps({"github:alice": ["ssh-rsa AAAAB3Nz a"]}))
-    cfg = full_config(**({"server_url": "https://s:6443"} if role == "agent" else {}))
+    cfg = full_config(**({"server_url": "https://s:6443", "token": "t"} if role == "agent"
+                         else {}))
     apply_all(cfg, FACTS, root)
     first = snapshot(root)
     written = {"etc/hostname", "etc/hosts", "etc/shadow", "home/osb/.ssh/authorized_keys",

@@ -36,6 +36,11 @@ def make_root(path: Path) -> Path:
     (etc / "shadow").write_text("root:*:19700:0:99999:7:::\nosb:!:19700:0:99999:7:::\n"
                                 "daemon:*:19700:0:99999:7:::\n")
     (etc / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    # cloud-init, shipped off as on the boards with package set data-sources
+    (path / "usr/bin").mkdir(parents=True)
+    (path / "usr/bin/cloud-init").write_text("")
+    (etc / "cloud").mkdir()
+    (etc / "cloud/cloud-init.disabled").write_text("")
     return path
 
 

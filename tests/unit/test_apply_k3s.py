@@ -66,10 +66,13 @@ def test_k3s_args_become_config_keys(tmp_path: Path) -> None:
 
 
 def test_agent_role_from_k3s_args(tmp_path: Path) -> None:
-    cfg = parse({"k3os": {"k3s_args": ["agent", "--server=https://s:6443"]}})
+    cfg = parse({"k3os": {"k3s_args": ["agent", "--server=https://s:6443", "-t", "tok"]}})
     assert k3s.unit_for(cfg) == "k3s-agent.service"
     k3s.apply(cfg, FACTS, tmp_path)
-    assert yaml.safe_load((tmp_path / k3s.CONFIG).read_text()) == {"server": "https://s:6443"}
+    assert yaml.safe_load((tmp_path / k3s.CONFIG).read_text()) == {
+        "server": "https://s:6443", "token": "tok"}
+    with pytest.raises(OsbError, match=r"k3os\.token: the agent role needs the cluster's"):
+        k3s.apply(parse({"k3os": {"server_url": "https://s:6443"}}), FACTS, tmp_path)
     with pytest.raises(OsbError, match=r"k3os\.server_url: the agent role needs"):
         k3s.apply(parse({"k3os": {"k3s_args": ["agent"]}}), FACTS, tmp_path)
 
@@ -85,7 +88,7 @@ def test_agent_role_from_k3s_args(tmp_path: Path) -> None:
 def test_bad_k3s_arg_names_the_key(tmp_path: Path, args: list[str], error: str) -> None:
     cfg: dict[str, Any] = {"k3s_args": args}
     if args[0] == "agent":
-        cfg["server_url"] = "https://s:6443"
+        cfg["server_url"], cfg["token"] = "https://s:6443", "t"
     with pytest.raises(OsbError, match=r"k3os\.k3s_args" + error):
         k3s.apply(parse({"k3os": cfg}), FACTS, tmp_path)
     assert not (tmp_path / k3s.CONFIG).exists()
@@ -127,7 +130,7 @@ def test_manifests_only_on_servers(tmp_path: Path) -> None:
     k3s.apply(manifests_cfg(), FACTS, server)
     assert (server / k3s.MANIFESTS / "demo.yaml").read_text() == DEPLOY
     assert not (server / k3s.MANIFESTS / "remote.yaml").exists()  # fetched separately
-    k3s.apply(manifests_cfg(server_url="https://s:6443"), FACTS, agent)
+    k3s.apply(manifests_cfg(server_url="https://s:6443", token="t"), FACTS, agent)
     assert not (agent / k3s.MANIFESTS).exists()
 
 
@@ -141,7 +144,7 @@ def test_image_manifests_deployed_on_servers_only(tmp_path: Path) -> None:
         src = crd / "osupgrade-crd.yaml"
         (root / k3s.IMAGE_MANIFESTS / src.name).write_bytes(src.read_bytes())
         k3s.apply(manifests_cfg(**({} if role == "server" else
-                                   {"server_url": "https://s:6443"})), FACTS, root)
+                                   {"server_url": "https://s:6443", "token": "t"})), FACTS, root)
     deployed = tmp_path / "server" / k3s.MANIFESTS / "osbuilder-osupgrade-crd.yaml"
     assert yaml.safe_load(deployed.read_text())["metadata"]["name"] == "osupgrades.osbuilder.io"
     assert mode(deployed) == 0o600
@@ -157,7 +160,8 @@ def test_fetch_manifests(tmp_path: Path) -> None:
             warnings = k3s.fetch_manifests(manifests_cfg(url + broken), tmp_path)
             assert len(warnings) == 1
             assert warnings[0].startswith("k3os.manifests[1] (remote.yaml): keeping the old")
-        assert k3s.fetch_manifests(manifests_cfg(f"{url}/m.yaml", server_url="https://s:6443"),
+        assert k3s.fetch_manifests(manifests_cfg(f"{url}/m.yaml",
+                                                 server_url="https://s:6443", token="t"),
                                    tmp_path) == []
     assert asked == ["/m.yaml", "/missing.yaml", "/bad.yaml"]  # agents fetch nothing
     assert (tmp_path / k3s.MANIFESTS / "remote.yaml").read_text() == DEPLOY  # old copy kept
@@ -168,7 +172,7 @@ def test_exactly_one_unit_enabled_when_switching_roles(tmp_path: Path) -> None:
     k3s.apply(parse({}), FACTS, tmp_path)
     assert os.readlink(wants / "k3s.service") == "/usr/lib/systemd/system/k3s.service"
     assert not (wants / "k3s-agent.service").is_symlink()
-    k3s.apply(parse({"k3os": {"server_url": "https://s:6443"}}), FACTS, tmp_path)
+    k3s.apply(parse({"k3os": {"server_url": "https://s:6443", "token": "t"}}), FACTS, tmp_path)
     assert os.readlink(wants / "k3s-agent.service") == "/usr/lib/systemd/system/k3s-agent.service"
     assert not (wants / "k3s.service").is_symlink()
     k3s.apply(parse({}), FACTS, tmp_path)

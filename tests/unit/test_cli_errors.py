@@ -57,8 +57,8 @@ def test_every_subcommand_is_walked() -> None:
         "serve-pxe", "boards", "show-board", "validate-board", "validate-config", "schema"}
     assert {" ".join(c) for c, _ in AGENT_COMMANDS} == {
         "boot", "online", "run-cmd", "status", "validate-config", "upgrade", "rollback",
-        "mark-good", "health-gate", "grow-data", "save-password", "install", "bootloader",
-        "controller", "watch-node", "config"}
+        "mark-good", "health-gate", "grow-data", "save-password", "install", "migrate-k3os",
+        "bootloader", "controller", "watch-node", "config"}
 
 
 @pytest.mark.parametrize(("argv", "command"),
@@ -152,11 +152,25 @@ def test_conventions_version_did_you_mean_and_flags_anywhere() -> None:
         assert "exit codes:" in r.stdout and "130 interrupted" in " ".join(r.stdout.split())
 
 
+def wait_until_reading_stdin(pid: int, timeout: float = 60) -> None:
+    """Block until the process sits in read(2) on its stdin pipe: a fixed sleep raced a slow
+    start under load (the signal came before Python was reading). /proc/PID/syscall holds the
+    syscall number, then its arguments (x86_64: read is 0; /dev/stdin is reopened as a new fd)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+        if fields[0] == "0" and os.readlink(f"/proc/{pid}/fd/{int(fields[1], 16)}").startswith(
+                "pipe:"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never read its stdin within {timeout} s")
+
+
 def test_interrupt_is_one_line_and_130() -> None:
     """Ctrl-C while a command waits (here for its config on a pipe)."""
     proc = subprocess.Popen([*HOST, "validate-config", "/dev/stdin"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # started and reading
+    wait_until_reading_stdin(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == ExitCode.INTERRUPTED

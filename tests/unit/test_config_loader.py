@@ -113,6 +113,14 @@ def test_secret_values_are_never_shown() -> None:
         assert "(value hidden)" in shown
 
 
+def test_a_secret_inside_a_misplaced_block_is_not_shown() -> None:
+    """Found by the 20,000-example fuzz run: the type error quoted the whole block."""
+    for text in ("nodes: {passphrase: S3KR1T}", "k3os: [{token: S3KR1T}]",
+                 "hostname: {k3os: {password: S3KR1T}}"):
+        shown = refused(text)
+        assert "S3KR1T" not in shown and "(hidden)" in shown, shown
+
+
 def test_wifi_passphrase_checked_on_the_workstation_too() -> None:
     """The applier's own check runs in the loader: the same verdict as on the node."""
     problems = refused("k3os: {wifi: [{name: home, passphrase: short}]}")

@@ -18,8 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 MODELINE = "# yaml-language-server: $schema=config.schema.json\n"
-# written in another branch (the k3OS section, issue 16); linked from here already
-PENDING = {ROOT / "docs/k3os.md"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -29,7 +27,7 @@ def test_links_stay_in_the_repository(page: Path) -> None:
             continue
         path = (page.parent / target).resolve()
         assert path.is_relative_to(ROOT), f"{page.name}: {target} is outside the repository"
-        assert path.exists() or path in PENDING, f"{page.name}: {target} does not exist"
+        assert path.exists(), f"{page.name}: {target} does not exist"
 
 
 def test_readme_is_short_with_contents() -> None:

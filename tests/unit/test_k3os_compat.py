@@ -197,3 +197,33 @@ def test_config_dump_names_each_source_and_masks_secrets(tmp_path: Path) -> None
     assert any(line.startswith("  token: (secret)") and line.endswith("# cmdline")
                for line in lines)
     assert yaml.safe_load(text)["k3os"]["labels"] == {"a": "b"}  # still YAML
+
+
+def test_data_sources_turn_cloud_init_on_with_k3os_names(tmp_path: Path) -> None:
+    """k3OS's names (rancher/k3os README "k3os.data_sources") map to cloud-init's
+    datasources; the image ships cloud-init off (package set data-sources)."""
+    from osbuilder.shared.nodeconfig.appliers import data_sources as ds
+
+    paths = node(tmp_path, {"k3os": {"data_sources": ["aws", "cdrom", "openstack"]}})
+    root = paths.root
+    assert (root / ds.CLOUD_INIT).exists() and (root / ds.DISABLED).exists()  # the image's
+    assert boot(paths, FACTS).errors == []
+    assert "datasource_list: [Ec2, NoCloud, ConfigDrive, OpenStack, None]" in (
+        root / ds.CONFIG).read_text()
+    assert not (root / ds.DISABLED).exists()
+    assert "cloud-init user-data" in paths.online_marker.read_text()
+    # no data sources: cloud-init stays off and `online` has nothing to wait for
+    (paths.boot_dir / "config.yaml").write_text("hostname: n1\n")
+    (root / ds.DISABLED).write_text("off\n")
+    boot(paths, FACTS)
+    assert not (root / ds.CONFIG).exists() and not paths.online_marker.exists()
+
+
+@pytest.mark.parametrize("name, error", [
+    ("packet", "'packet' (Equinix Metal) has no cloud-init datasource"),
+    ("azure-ish", "'azure-ish' is not a data source"),
+])
+def test_data_sources_k3os_knew_but_cloud_init_lacks_are_refused(name: str, error: str) -> None:
+    v = load_bytes(f"k3os: {{data_sources: [{name}]}}", "config.yaml")
+    assert not v.ok and error in str(v.problems[0]), v.problems
+    assert load_bytes("k3os: {data_sources: [Ec2, gcp]}", "config.yaml").ok

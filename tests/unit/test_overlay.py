@@ -85,8 +85,12 @@ def test_gpt_board_slots_by_partlabel_and_repart(tmp_path: Path) -> None:
 def test_package_set_layers_only_on_boards_with_the_set() -> None:
     names = [p.name for p in layers(load_board("ec2-amd64"))]
     assert names == ["common", "gpt", "cloud-init"]
-    assert [p.name for p in layers(load_board("qemu-amd64"))] == ["common", "gpt"]
-    assert [p.name for p in layers(load_board("rpi-arm64"))] == ["common", "mbr", "u-boot"]
+    # cloud-init off until the config names data sources: the data-sources layer's marker
+    assert [p.name for p in layers(load_board("qemu-amd64"))] == ["common", "gpt", "cloud-init",
+                                                                  "data-sources"]
+    assert [p.name for p in layers(load_board("rpi-arm64"))] == ["common", "mbr", "u-boot",
+                                                                 "cloud-init", "data-sources"]
+    assert (OVERLAYS_DIR / "data-sources/etc/cloud/cloud-init.disabled").is_file()
     cfg = (OVERLAYS_DIR / "cloud-init/etc/cloud/cloud.cfg.d/90-osbuilder.cfg").read_text()
     # cloud-init must leave to the agent what the agent owns
     for line in ("preserve_hostname: true", "users: []", "network: {config: disabled}",

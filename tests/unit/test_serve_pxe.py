@@ -125,13 +125,14 @@ def test_secrets_over_plain_http_are_warned_about(tmp_path: Path) -> None:
     d = pxe_dir(tmp_path)
     (d / f"{NAME}.config.yaml").write_text("k3os:\n  token: K10secret\n")  # baked by build
     cfg = tmp_path / "node.yaml"
-    cfg.write_text("k3os:\n  password: hunter2hunter2\n  server_url: https://s:6443\n")
+    cfg.write_text("k3os:\n  password: hunter2hunter2\n  server_url: https://s:6443\n"
+                   "  token: K10secret\n")
     with serving(d, "--config", str(cfg)) as (_, proc):
         pass
     assert proc.stderr is not None
     err = proc.stderr.read()
-    assert ("warning: config.yaml holds secrets (k3os.password) and is served over plain "
-            "HTTP") in err
+    assert ("warning: config.yaml holds secrets (k3os.password, k3os.token) and is served "
+            "over plain HTTP") in err
     assert f"warning: {NAME}.config.yaml holds secrets (k3os.token)" in err
     assert "hunter2" not in err and "K10secret" not in err
     clean = tmp_path / "clean.yaml"

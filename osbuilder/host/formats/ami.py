@@ -38,8 +38,9 @@ def why_not(board: Board) -> list[str]:
         why.append(f"arch {board.arch} (EC2 runs {' and '.join(ec2)})")
     if not bootloader(board.bootloader).uefi:
         why.append(f"bootloader {board.bootloader} (EC2 boots AMIs through UEFI)")
-    if "cloud-init" not in board.package_sets:
-        why.append("no cloud-init package set (the node would never see its EC2 user-data)")
+    if "cloud-init" not in board.package_sets or "data-sources" in board.package_sets:
+        why.append("cloud-init not always on (package set cloud-init, without data-sources): "
+                   "the node would never see its EC2 user-data")
     return why
 
 

@@ -1,7 +1,8 @@
 """Format iso: a hybrid UEFI live/installer image (CD/DVD, or `dd` to a USB stick).
 
-El Torito's EFI boot image is a small FAT (systemd-boot, kernel, initrd, two entries:
-live, and install which asks on the console when no install.device is configured); the
+El Torito's EFI boot image is a small FAT (systemd-boot, kernel, initrd, three entries:
+live, install which asks on the console when no install.device is configured, and
+migrate, which turns a disk k3OS installed into an osbuilder disk in place); the
 same FAT is appended as a GPT ESP so firmware finds it on a USB stick too. The ISO 9660
 file system (label OSB_LIVE) holds the root squashfs and the build's --config, which the
 live system reads as its boot partition. xorriso takes every date from SOURCE_DATE_EPOCH:
@@ -34,6 +35,7 @@ editor no
 ENTRIES = {  # entry name: (osb.mode, title)
     "osb-live": ("live", "live system (installs if install.device is configured)"),
     "osb-install": ("install", "install to disk (asks on the console)"),
+    "osb-migrate": ("migrate", "migrate a k3OS disk to osbuilder, keeping its cluster state"),
 }
 
 

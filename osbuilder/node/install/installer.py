@@ -1,6 +1,7 @@
 """`osbuilder-agent install`: the live system's config decides; the disk is written only
 after every check passed. Runs from osbuilder-install.service on live boots (`--auto`:
-nothing to do without install.device unless booted with osb.mode=install) or by hand."""
+nothing to do without install.device unless booted with osb.mode=install) or by hand.
+Booted with osb.mode=migrate it migrates a k3OS disk instead (migrate_k3os.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from osbuilder.node import configure as boot
 from osbuilder.node.install import disks, prompts
+from osbuilder.node.install.k3os_disk import install_hint
 from osbuilder.node.install.write_disk import install_disk
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared import live
@@ -68,6 +70,13 @@ def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
             inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     _, control = cmdline(paths.cmdline.read_text() if paths.cmdline.is_file() else "")
     merged, cfg = node_config(paths, facts)
+    if control.get("mode") == "migrate":  # the live system's "migrate k3OS" entry
+        from osbuilder.node.install import migrate_k3os as mk
+
+        ins = cfg.install
+        efi = (paths.root / "sys/firmware/efi").is_dir()
+        opts = mk.Options(ins.device, not ins.silent, False, False, efi)
+        return mk.command(paths, opts, ins.force_efi, reboot, ins.power_off, inp, out)
     device = cfg.install.device
     if device is None:
         if auto and control.get("mode") != "install":
@@ -94,6 +103,8 @@ def install(paths: AgentPaths, facts: Facts, auto: bool, reboot: bool,
     target = disks.gather(device)
     problems = disks.problems(target, plan.min_disk_mib * MIB, ins.force, ins.no_format)
     if problems:
+        hint = install_hint(target.signatures)
+        problems += [hint] if hint else []
         raise OsbError("install refused, nothing written:\n  " + "\n  ".join(problems))
     configs = {"config.yaml": installed_config(merged)}
     if ins.config_url:

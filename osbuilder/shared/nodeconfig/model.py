@@ -206,10 +206,14 @@ def _commands(top: dict[str, Any], key: str) -> tuple[Command, ...]:
 
 
 def block_of(merged: dict[str, Any]) -> dict[str, Any]:
-    """The k3os:/osbuilder: block (both spellings merged, osbuilder: winning)."""
+    """The k3os:/osbuilder: block (both spellings merged, osbuilder: winning). Read before
+    validation too (config_url), so a block that is not a mapping counts as empty here; the
+    schema names it as an error afterwards."""
     out: dict[str, Any] = {}
     for key in BLOCK_KEYS:
-        out.update(merged.get(key) or {})
+        block = merged.get(key)
+        if isinstance(block, dict):
+            out.update(block)
     return out
 
 

@@ -23,6 +23,8 @@ from osbuilder.shared.yaml_input import load_mapping
 
 CMDLINE_PREFIXES = ("osb.", "k3os.")
 TOP_LEVEL_CMDLINE = ("hostname",)
+# top-level config keys k3OS took from the command line without a prefix
+TOP_LEVEL_FROM_CMDLINE = ("hostname", "ssh_authorized_keys", "init_cmd", "boot_cmd", "run_cmd")
 CONTROL = ("mode", "config_url", "config_url_allow_http", "slot", "live")
 # k3OS's cmdline tokens (rancher/k3os pkg/config/read.go readCmdline): a quoted word, or
 # key=value whose value may be quoted and then holds blanks
@@ -166,20 +168,29 @@ def cmdline(text: str) -> tuple[Source | None, dict[str, str]]:
     given twice: k3os.* makes a list (k3OS), osb.* keeps the last."""
     config: dict[str, Any] = {}
     control: dict[str, str] = {}
+    top_keys = normalizer().top
     for m in TOKEN.finditer(text):
         key, sep, value = m.group(0).partition("=")
         value = value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
         if not sep:
-            continue
-        if key == "config_url":
+            value = "true"  # k3OS: a bare key path is true (k3os.install.silent)
+        if key == "config_url" and sep:
             control["config_url"] = value
             continue
         prefix = next((p for p in CMDLINE_PREFIXES if key.startswith(p)), None)
+        if prefix is None and top_keys.get(key) in TOP_LEVEL_FROM_CMDLINE:
+            # k3OS reads every key path of the command line: top-level config keys
+            # (hostname=, init_cmd="...") too; kernel parameters are no config keys
+            old_top = config.get(key)
+            config[key] = value if old_top is None else [
+                *(old_top if isinstance(old_top, list) else [old_top]), value]
+            continue
         path = key[len(prefix):].split(".") if prefix else []
         if not path or not all(path):
             continue  # not ours, or osb.=x, osb.a..b=x: no key to set
         if path[0] in CONTROL:
-            control[path[0]] = value
+            if sep:
+                control[path[0]] = value
             continue
         if path[0] in TOP_LEVEL_CMDLINE:
             config[path[0]] = value

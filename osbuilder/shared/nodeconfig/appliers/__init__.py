@@ -16,6 +16,7 @@ from pathlib import Path
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.appliers import (
+    data_sources,
     dns,
     environment,
     hostname,
@@ -42,7 +43,8 @@ class Applier:
 
 APPLIERS: tuple[Applier, ...] = tuple(Applier(m.__name__.rsplit(".", 1)[-1], m.check, m.apply)
                                       for m in (
-    hostname, users, ssh_keys, kernel, timesync, dns, network, wifi, environment, k3s,
+    hostname, users, ssh_keys, kernel, timesync, dns, network, wifi, environment,
+    data_sources, k3s,
     # Last, so a k3OS-style write_files entry (say a hand-written k3s config.yaml) wins.
     write_files,
 ))

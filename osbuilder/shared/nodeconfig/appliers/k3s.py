@@ -74,6 +74,11 @@ def k3s_config(k: K3s) -> dict[str, Any]:
     if not server and "server" not in c:
         raise OsbError("k3os.server_url: the agent role needs the server to join "
                        "(server_url: https://SERVER:6443)")
+    if not server and "token" not in c:
+        # k3s's install.sh, which k3OS ran, refuses an agent without a token; k3s would
+        # start and stop at once
+        raise OsbError("k3os.token: the agent role needs the cluster's token (or its "
+                       "shared secret) to join")
     return c
 
 
