@@ -200,7 +200,8 @@ def boot_command(paths: AgentPaths) -> int:
     except Exception as exc:
         print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}", flush=True)
     # the console's status line, here rather than in a unit of its own: one Python start
-    # less at boot (local-fs.target, so data is grown, is done)
+    # less at boot (on a first boot the data is not grown yet: osbuilder-grow-data.service
+    # prints the line again when it is)
     try:
         print(status.gather(paths).oneline(), flush=True)
     except Exception as exc:
