@@ -19,8 +19,14 @@ from typing import Any
 from bench.boots import Boot, Login, boot, top_units
 from osbuilder.host.boards import Board
 from osbuilder.host.qemu import scratch_disk
+from tests.helpers.stock_debian import HOSTNAME, ROOT_PASSWORD, build_stock_image, uefi
+from tests.helpers.upgrade_node import virt_console
 
 APPLIED = r"osbuilder-agent: applied config"
+STOCK = Login(HOSTNAME, "root", ROOT_PASSWORD, root=True)
+# osbuilder/stock ratio targets of issue 18 (login), and applied config within 5 s of stock
+TARGETS = {"ratio_login_first": 1.15, "ratio_login_second": 1.10,
+           "applied_minus_stock_login_first_s": 5.0}
 
 
 def prepare(image: Path, work: Path, name: str,
@@ -89,3 +95,41 @@ def save_analysis(fig: dict[str, Any], dest: Path, stem: str) -> dict[str, list[
     fig["analysis_files"] = saved
     fig["top_units"] = tops
     return tops
+
+
+def boot_setup(board: Board, work: Path
+               ) -> tuple[int | None, Callable[[Path], None] | None, str | None]:
+    """(vCPUs, osbuilder disk tweak, stock console) for board under QEMU: a U-Boot board
+    boots on the virt machine with 1 vCPU, like a Pi, its console on the PL011."""
+    if uefi(board):
+        return None, None, None
+    return 1, lambda disk: virt_console(disk, work), "ttyAMA0,115200"
+
+
+def against_stock(board: Board, osb_image: Path, work: Path, cache: Path, osb: Login,
+                  results: Path, stem: str, rounds: int = 2, smp: int | None = None,
+                  tweak: Callable[[Path], None] | None = None,
+                  console: str | None = None) -> dict[str, Any]:
+    """Build the stock image of board (its rootfs cached in cache; console: see
+    build_stock_image), compare, save the analysis files under results; figures with
+    each target's verdict."""
+    stock_image = build_stock_image(board, cache, work / "stock-debian.img", console)
+    fig = compare(board, osb_image, stock_image, work, osb, STOCK, rounds=rounds, smp=smp,
+                  tweak=tweak)
+    save_analysis(fig, results, stem)
+    fig["targets"] = {k: {"max": t, "met": fig[k] <= t} for k, t in TARGETS.items()}
+    return fig
+
+
+def print_comparison(board: str, fig: dict[str, Any]) -> None:
+    print(f"\nosbuilder vs stock Debian — {board}, same QEMU command line, best of "
+          f"{len(fig['samples']['osb1'])}")
+    for name in ("first", "second"):
+        print(f"  {name} boot: stock login {fig[f'stock_login_{name}_s']} s, osbuilder "
+              f"applied config {fig[f'osb_applied_{name}_s']} s, login "
+              f"{fig[f'osb_login_{name}_s']} s ({fig[f'ratio_login_{name}']}x)")
+    for key, t in fig["targets"].items():
+        print(f"  {key:36} {fig[key]:>6}  target <= {t['max']}: "
+              + ("met" if t["met"] else "MISSED"))
+    for key, units in fig["top_units"].items():
+        print(f"  slowest units, {key}: {', '.join(units)}")
