@@ -168,8 +168,11 @@ def wait_until_reading_stdin(pid: int, timeout: float = 60) -> None:
 
 def test_interrupt_is_one_line_and_130() -> None:
     """Ctrl-C while a command waits (here for its config on a pipe)."""
+    # a run started in the background (`cmd &`) inherits SIGINT ignored, and Python then
+    # installs no handler: give the child the default, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen([*HOST, "validate-config", "/dev/stdin"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_until_reading_stdin(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
