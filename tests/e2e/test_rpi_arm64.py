@@ -124,6 +124,11 @@ def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> 
     argv = qemu_argv(load_board("rpi-arm64"), disk, tmp_path / "vars.fd", serial=f"file:{log}")
     with VM(argv, log) as vm:
         t_applied, fields = boot_via_u_boot(vm, "uboot-node", BOOT)
+        # first boot: osbuilder-grow-data.service grows the data partition after the login
+        # prompt, then prints the status line again
+        grown = vm.wait_for(r"osbuilder-agent: status .*\n(?s:.*)osbuilder-agent: status (.*)",
+                            BOOT)
+        fields.update(dict(kv.split("=", 1) for kv in grown.group(1).split()))
         print(f"\nrpi-arm64 via U-Boot on QEMU virt (TCG): boot to applied config "
               f"{t_applied:.0f} s, to login {vm.elapsed():.0f} s")
         console = vm.console()
