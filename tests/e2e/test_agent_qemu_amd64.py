@@ -211,7 +211,7 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
         vm.login("osb", "first-pw")
         out = vm.shell("hostname; osbuilder-agent status")
         assert "keeper" in out and "error:" in out and "k3os.labels" in out
-        failed = vm.shell("systemctl --failed --no-legend --plain")
+        failed = vm.shell("systemctl --failed --no-legend --plain --no-pager")
         assert "osbuilder-boot.service" in failed, failed
     fat_write(disk, partitions(disk)[1][0], "config.yaml", b"hostname: n\xfc\n", tmp_path)
     (tmp_path / "console.log").unlink()
@@ -223,7 +223,7 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
         vm.wait_for(r"keeper login:", TIMEOUT)
         vm.login("osb", "first-pw")
         out = vm.shell("hostname; cat ~/.ssh/authorized_keys; "
-                       "systemctl --failed --no-legend --plain")
+                       "systemctl --failed --no-legend --plain --no-pager")
         assert "keeper" in out and KEY in out, out
         assert "osbuilder-boot.service" in out, out
         assert "Traceback" not in vm.console(), "no traceback reaches the console"
