@@ -77,7 +77,6 @@ def _shown(value: Any, secret: bool, secrets: frozenset[str]) -> str:
 def _describe(err: Any, secrets: frozenset[str], root: dict[str, Any]) -> tuple[str, str]:
     path = list(err.absolute_path)  # err: a jsonschema.ValidationError
     secret = any(p in secrets for p in path if isinstance(p, str))
-    holds_secret = secret or _redacted(err.instance, secrets) != err.instance
     schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     instance: Any = err.instance
     if err.validator in ("additionalProperties", "unevaluatedProperties"):
@@ -100,7 +99,8 @@ def _describe(err: Any, secrets: frozenset[str], root: dict[str, Any]) -> tuple[
         return key_path(path), f"{_shown(err.instance, secret, secrets)} is not one of {allowed}"
     if err.validator == "required":
         return key_path(path), err.message
-    if holds_secret:  # jsonschema's own messages quote the value
+    # jsonschema's own messages quote the value: hide them when it holds a secret anywhere
+    if secret or _redacted(err.instance, secrets) != err.instance:
         return key_path(path), f"not valid here ({err.validator} {err.validator_value!r})"
     return key_path(path), err.message[:200]
 
