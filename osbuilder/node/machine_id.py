@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from osbuilder.node.sysinfo import read
 from osbuilder.shared.file_writes import write_atomic
 
 ID = re.compile(r"[0-9a-f]{32}\n?")
@@ -22,18 +23,12 @@ ID = re.compile(r"[0-9a-f]{32}\n?")
 def save_machine_id(root: Path, is_mount: Callable[[Path], bool] = os.path.ismount) -> bool:
     """Copy /etc/machine-id to /data/etc/machine-id once; True if it was written. Nothing
     when /data is not mounted (the live installer), when an id is already saved, or when
-    /etc's holds no id yet (systemd writes it before any unit runs)."""
+    /etc holds no id yet (systemd writes it before any unit runs)."""
     saved = root / "data/etc/machine-id"
-    if not is_mount(root / "data") or _read(saved):
+    if not is_mount(root / "data") or read(str(saved)):
         return False
-    current = _read(root / "etc/machine-id")
+    current = read(str(root / "etc/machine-id"))
     if not ID.fullmatch(current):
         return False
     return write_atomic(saved, current if current.endswith("\n") else current + "\n", 0o444)
 
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""

@@ -38,4 +38,6 @@ def test_nothing_without_data_mounted_or_without_an_id(tmp_path: Path) -> None:
     assert not save_machine_id(root, is_mount=lambda p: False)  # the live installer
     (root / "etc/machine-id").write_text("uninitialized\n")
     assert not save_machine_id(root, is_mount=lambda p: True)
+    (root / "etc/machine-id").write_bytes(b"\xff" * 32)  # torn: no traceback either
+    assert not save_machine_id(root, is_mount=lambda p: True)
     assert not (root / "data/etc/machine-id").exists()
