@@ -30,7 +30,7 @@ PREFIX ?= /usr/local
 BASH_COMPLETION_DIR ?= /usr/share/bash-completion/completions
 
 .PHONY: help deps deps-run deps-test venv install uninstall dib image run test test-all unit lint \
-	bench bench-fleet clean settings show-config
+	bench bench-boot bench-fleet clean settings show-config
 
 help:
 	@echo "make image   build BOARD=$(BOARD) (K3S_DIR=... when offline); prints the image path"
@@ -39,6 +39,7 @@ help:
 	@echo "make test    lint + unit + integration + representative QEMU boots"
 	@echo "make test-all  everything, including the slow QEMU and board legs"
 	@echo "make bench   build and boot figures, osbuilder side by side with diskimage-builder"
+	@echo "make bench-boot   boot only: osbuilder vs stock Debian, first and second boot, SVGs"
 	@echo "make bench-fleet  fleet rollout at 10/100/1,000 nodes: requests per node, controller RSS/CPU, planner time"
 	@echo "make dib     install diskimage-builder (rootfs backend dib) into $(DIB_VENV)"
 
@@ -121,6 +122,11 @@ test-all: deps-test venv dib lint
 
 bench: deps-test venv dib
 	$(PY) bench/bench.py
+
+# the boot half of `make bench`: osbuilder against stock Debian booted the same way;
+# BENCH_BOOT_BOARDS=qemu-amd64,rpi-arm64 for the Pi-like U-Boot case too
+bench-boot: deps-test venv
+	$(PY) bench/bench_boot.py
 
 # the simulated fleet at 10, 100 and 1,000 nodes (minutes): a table, and JSON + SVG under
 # bench/results/; SIZES=10,100 for a quicker look

@@ -39,6 +39,8 @@ class BuildContext:
     verity: Verity | None = None
     ukis: dict[str, Path] = field(default_factory=dict)  # slot -> signed UKI
     signed_loader: Path | None = None  # systemd-boot signed with the db key
+    root_key: str | None = None  # the root's inputs (stages/root_cache.py); None: uncached
+    root_cached: bool = False  # the root came from the cache: ROOT_STAGES are skipped
     layout: DiskLayout | None = None
     disk_image: Path | None = None
     artifacts: list[Artifact] = field(default_factory=list)

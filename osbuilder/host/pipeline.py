@@ -17,7 +17,7 @@ from osbuilder.host.download import sha256_file
 from osbuilder.host.formats import FORMATS, check_formats
 from osbuilder.host.progress import Progress
 from osbuilder.host.settings import BuildOptions
-from osbuilder.host.stages import FINAL_STAGES, FORMAT_STAGES, STAGES
+from osbuilder.host.stages import FINAL_STAGES, FORMAT_STAGES, ROOT_STAGES, STAGES
 from osbuilder.host.trust_plan import TrustPlan, plan_trust
 from osbuilder.shared.errors import CommandError, OsbError
 from osbuilder.shared.run import require_tools
@@ -88,7 +88,10 @@ def run_build(board: Board, options: BuildOptions, progress: Progress) -> list[A
         with ctx.cleanup:
             for i, (name, stage) in enumerate(stages, 1):
                 with progress.stage(name, i, len(stages)):
-                    stage(ctx)
+                    if ctx.root_cached and name in ROOT_STAGES:
+                        progress.say("    in the cached root")
+                    else:
+                        stage(ctx)
             final = []
             manifest = work / f"{ctx.basename}.manifest.json"
             for art in [*ctx.artifacts, Artifact("manifest", manifest)]:

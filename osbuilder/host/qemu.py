@@ -229,6 +229,15 @@ class VM:
         m = self.wait_for(rf"\n(?s:(.*?)){tag}(\d+)", timeout, since=mark)
         return m.group(1)
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the guest to power itself off (QEMU then exits); its exit code."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise OsbError(f"QEMU still running {timeout:.0f} s after the power-off\n"
+                           f"--- console tail ---\n{self.console()[-3000:]}") from None
+
     def kill(self) -> None:
         if self._sock is not None:
             self._sock.close()

@@ -114,7 +114,11 @@ class BuildOptions:
     cache_dir: Path = setting(DEFAULT_CACHE, "--cache-dir", parse=_path,
                               default_text="~/.cache/osbuilder",
                               help="download and rootfs cache")
-    refresh: bool = setting(False, "--refresh", help="rebuild the cached rootfs")
+    refresh: bool = setting(False, "--refresh", help="rebuild the cached rootfs (and all after it)")
+    rebuild: bool = setting(
+        False, "--rebuild",
+        help="build the root squashfs and the initramfs again even when the cache holds them "
+             "for the same inputs (the rootfs tarball stays cached)")
     rootfs_tarball: Path | None = setting(
         None, "--rootfs-tarball", parse=_path,
         help="use this rootfs tarball instead of mmdebstrap (arch, /sbin/init and kernel are "

@@ -189,8 +189,13 @@ def boot_command(paths: AgentPaths) -> int:
     """`boot`: 0 when the config applied, 1 when it was refused or an applier failed (the
     node then runs its last good config, and systemd shows the run as failed)."""
     from osbuilder.node import configure, first_login
+    from osbuilder.node.machine_id import save_machine_id
     from osbuilder.shared.nodeconfig.facts import gather
 
+    try:
+        save_machine_id(paths.root)
+    except OSError as exc:  # the node still boots; the next boot tries again
+        print(f"osbuilder-agent: warning: machine-id not saved on data: {exc}", flush=True)
     try:
         out = configure.boot(paths, gather())
         failed = bool(out.errors)
@@ -208,7 +213,8 @@ def boot_command(paths: AgentPaths) -> int:
     except Exception as exc:
         print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}", flush=True)
     # the console's status line, here rather than in a unit of its own: one Python start
-    # less at boot (local-fs.target, so data is grown, is done)
+    # less at boot (on a first boot the data is not grown yet: osbuilder-grow-data.service
+    # prints the line again when it is)
     try:
         print(status.gather(paths).oneline(), flush=True)
     except Exception as exc:

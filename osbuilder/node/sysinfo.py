@@ -23,8 +23,9 @@ def os_release(text: str) -> dict[str, str]:
 
 
 def read(path: str) -> str:
-    """A file's text, or "" when it cannot be read (not every node has every file)."""
+    """A file's text, or "" when it cannot be read (not every node has every file);
+    bytes that are not UTF-8 (a torn file) come back replaced, not raised."""
     try:
-        return Path(path).read_text()
+        return Path(path).read_text(errors="replace")
     except OSError:
         return ""

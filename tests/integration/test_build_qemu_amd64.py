@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from osbuilder.host.download import sha256_file
+from osbuilder.host.stages import ROOT_STAGES
 from osbuilder.shared.errors import ExitCode
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
 from tests.helpers.image import (
@@ -167,10 +168,10 @@ def test_progress_and_summary(qemu_amd64_build: Build) -> None:
 def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
                                 k3s_server: Served, tmp_path: Path) -> None:
     """Second build from the same inputs and SOURCE_DATE_EPOCH: identical squashfs and
-    identical disk image."""
+    identical disk image. --rebuild: the root is made again, not taken from the cache."""
     again = osbuilder_build(tmp_path / "out2", build_cache, k3s_server,
-                            "--format", "img,qcow2", "--compress")
-    assert "cached rootfs" in again.log
+                            "--format", "img,qcow2", "--compress", "--rebuild")
+    assert "cached rootfs" in again.log and "cached root " not in again.log
     print(f"\nbuild seconds: cold {qemu_amd64_build.seconds:.1f}, warm {again.seconds:.1f}")
     a_parts, b_parts = partitions(qemu_amd64_build.image)[1], partitions(again.image)[1]
     sq_a = read_range(qemu_amd64_build.image, a_parts[1])
@@ -190,6 +191,23 @@ def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
     subprocess.run(["zstd", "-q", "-d", "-o", str(unzstd), str(again.image) + ".zst"],
                    check=True)
     assert sha256_file(unzstd) == sha256_file(again.image)
+
+
+def test_config_only_rebuild_reuses_the_root(qemu_amd64_build: Build, build_cache: Path,
+                                             k3s_server: Served, tmp_path: Path) -> None:
+    """A new --config changes only the boot partition: the root squashfs comes from the
+    stage cache (stages/root_cache.py), byte for byte the first build's."""
+    config = tmp_path / "config.yaml"
+    config.write_text("hostname: rebuilt\n")
+    again = osbuilder_build(tmp_path / "out", build_cache, k3s_server, "--config", str(config))
+    assert again.log.count("in the cached root") == len(ROOT_STAGES), again.log
+    print(f"\nconfig-only rebuild: {again.seconds:.1f} s (cold build "
+          f"{qemu_amd64_build.seconds:.1f} s)")
+    first, second = partitions(qemu_amd64_build.image)[1], partitions(again.image)[1]
+    assert sha256_file(qemu_amd64_build.image) != sha256_file(again.image)
+    assert hashlib.sha256(read_range(qemu_amd64_build.image, first[1])).digest() == \
+        hashlib.sha256(read_range(again.image, second[1])).digest()
+    assert fat_read(again.image, second[0], "config.yaml") == b"hostname: rebuilt\n"
 
 
 def test_interrupted_build_leaves_nothing(build_cache: Path, k3s_server: Served,

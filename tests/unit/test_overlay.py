@@ -49,7 +49,9 @@ def test_layer_renders_copies_and_keeps_exec_bit(tmp_path: Path) -> None:
 def test_shipped_overlay_renders(tmp_path: Path, board: str) -> None:
     apply_layer(OVERLAYS_DIR / "common", tmp_path, variables(board))
     fstab = (tmp_path / "etc/fstab").read_text()
-    assert "LABEL=OSB_DATA  /data" in fstab and "x-systemd.growfs" in fstab
+    # growth is osbuilder-grow-data.service's, after the login prompt: not fstab's, which
+    # would hold local-fs.target (and the boot) for it
+    assert "LABEL=OSB_DATA  /data" in fstab and "x-systemd.growfs" not in fstab
     modules = (tmp_path / "etc/initramfs-tools/modules").read_text().split()
     assert {"squashfs", "overlay", "ext4"} <= set(modules)
     assert set(load_board(board).initramfs_modules) <= set(modules)
@@ -79,7 +81,14 @@ def test_gpt_board_slots_by_partlabel_and_repart(tmp_path: Path) -> None:
     conf = (tmp_path / "etc/rauc/system.conf").read_text()
     assert "bootloader-custom-backend=/usr/lib/osbuilder/rauc-bootloader-backend" in conf
     assert "device=/dev/disk/by-partlabel/OSB_ROOT_A\ntype=raw\nbootname=a" in conf
-    assert (tmp_path / "usr/lib/repart.d/50-osbuilder-data.conf").is_file()
+    # osbuilder's own definitions: in /usr/lib/repart.d, Debian's systemd-repart.service
+    # would run them early on every boot
+    repart = (tmp_path / "usr/lib/osbuilder/repart.d/50-osbuilder-data.conf").read_text()
+    assert "Type=linux-generic\nLabel=OSB_DATA" in repart
+    assert not (tmp_path / "usr/lib/repart.d").exists()
+    unit = (tmp_path / "usr/lib/systemd/system/osbuilder-grow-data.service").read_text()
+    assert "--definitions=/usr/lib/osbuilder/repart.d" in unit
+    assert "WantedBy=sysinit.target" in unit and "Before=k3s.service" in unit
 
 
 def test_package_set_layers_only_on_boards_with_the_set() -> None:

@@ -2,7 +2,10 @@
 core it imports, schemas included) into the image; never the host side (osbuilder.SIDES).
 
 Its dependencies are Debian python3-* packages from the board's package sets, never pip.
-Byte-code is compiled here with the image's own python3, because the root is read-only.
+Byte-code is compiled here with the image's own python3, because the root is read-only,
+as unchecked-hash pycs: the source never changes under a booted slot, so an import need
+not read and hash it. Debian's own pycs (compiled by the packages' postinst, as checked-
+hash ones because SOURCE_DATE_EPOCH is set) are switched to unchecked the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from osbuilder.host.context import BuildContext
 
 PACKAGE_DIR = Path(osbuilder.__file__).resolve().parent
 SITE = "usr/lib/python3/dist-packages"
+# PEP 552: the 4-byte flags after the magic number; bit 0 hash-based, bit 1 check source
+PYC_CHECKED_HASH = 0b11
+PYC_UNCHECKED_HASH = 0b01
 NODE_SIDES = ("node", "shared")
 ENTRY = """#!/usr/bin/python3
 # osbuilder node agent (installed by the osbuilder build, node-package stage)
@@ -59,6 +65,23 @@ def install_node_package(ctx: BuildContext) -> None:
     entry = ctx.rootfs / "usr/bin/osbuilder-agent"
     entry.write_text(ENTRY)
     entry.chmod(0o755)
+    # a fixed hash seed: marshal writes sets in iteration order (reproducible bytes)
     chroot_run(ctx.rootfs, ["python3", "-m", "compileall", "-q",
                             "--invalidation-mode", "unchecked-hash", f"/{SITE}/osbuilder"],
-               env=ctx.env)
+               env={**ctx.env, "PYTHONHASHSEED": "0"})
+    n = unchecked_pycs(ctx.rootfs / "usr/lib")
+    ctx.progress.say(f"    {n} checked-hash pycs of the image made unchecked")
+
+
+def unchecked_pycs(tree: Path) -> int:
+    """Flip every checked-hash pyc under tree to unchecked-hash (the flags word only: the
+    source hash and the code stay as compiled); returns how many were flipped."""
+    flipped = 0
+    for pyc in sorted(tree.glob("python3*/**/__pycache__/*.pyc")):
+        with pyc.open("r+b") as f:
+            head = f.read(8)
+            if len(head) == 8 and int.from_bytes(head[4:8], "little") == PYC_CHECKED_HASH:
+                f.seek(4)
+                f.write(PYC_UNCHECKED_HASH.to_bytes(4, "little"))
+                flipped += 1
+    return flipped
