@@ -114,8 +114,12 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
+# two test files at a time (TCG runs a guest on one core): a file's tests share a worker,
+# so a module's fixtures (builds, releases) are made once; TEST_JOBS=0 runs them in turn
+TEST_JOBS ?= 2
 test: deps-test venv lint
-	$(VENV)/bin/pytest -m 'not slow' --durations=20 tests
+	$(VENV)/bin/pytest -m 'not slow' -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder \
+		--durations=20 tests
 
 test-all: deps-test venv dib lint
 	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest tests

@@ -3,9 +3,9 @@ booted unchanged on QEMU's 32-bit virt machine through Debian's U-Boot (u-boot-q
 qemu_arm), which runs the image's boot.scr: slot A's LPAE kernel, its initrd with the
 virtio modules the board file lists, the squashfs root, and the agent's `applied config`.
 
-This machine's archive serves a trixie armhf index that does not match its InRelease, so
-the build reads it through tests/helpers/archive_shim.py (TEST DOUBLE of the index only:
-the packages are Debian's, from the archive's pool). k3s is a stand-in (TEST DOUBLE,
+The build reads Debian's archive as a user's does (its trixie armhf index, inconsistent
+on this machine's mirror in November 2026, matches its InRelease again since 2026-12-02).
+k3s is a stand-in (TEST DOUBLE,
 tests/helpers/k3s_fixture.py): the real one cannot be downloaded here. Slow: every
 maintainer script runs under emulation.
 """
@@ -20,7 +20,6 @@ import pytest
 from osbuilder.host.boards import load_board
 from osbuilder.host.qemu import VM, interactive_serial, qemu_argv
 from tests.conftest import Build, osbuilder_build, require_build_capability
-from tests.helpers.archive_shim import shim_board_file
 from tests.helpers.k3s_fixture import Served
 from tests.helpers.upgrade_node import boot_via_u_boot, node_disk, virt_console
 
@@ -33,10 +32,8 @@ BOOT = 1500  # s: an emulated 32-bit ARM boot on a loaded 2-core host
 def armhf_build(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
                 k3s_server: Served) -> Build:
     require_build_capability()
-    tmp = tmp_path_factory.mktemp("armhf")
-    with shim_board_file("rpi-armhf", tmp) as board_file:
-        return osbuilder_build(tmp / "out", build_cache, k3s_server, board=str(board_file),
-                               timeout=5400)
+    return osbuilder_build(tmp_path_factory.mktemp("armhf"), build_cache, k3s_server,
+                           board="rpi-armhf", timeout=5400)
 
 
 def test_boots_through_u_boot_on_qemu_virt(armhf_build: Build, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from tests.helpers.upgrade_node import (
     upgrade_then_broken_upgrade,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long_leg]
 
 BOOT = 420  # s: a TCG boot on a loaded 2-core host, with k3s stand-in and health gate
 

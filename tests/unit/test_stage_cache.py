@@ -14,10 +14,12 @@ from osbuilder.host.boards import load_board
 from osbuilder.host.context import BuildContext
 from osbuilder.host.k3s_release import K3sArtifact
 from osbuilder.host.progress import Progress
+from osbuilder.host.secure_boot_keys import SecureBootKeys
 from osbuilder.host.settings import BuildOptions
 from osbuilder.host.stages.initramfs import tree_digest
 from osbuilder.host.stages.node_package import unchecked_pycs
 from osbuilder.host.stages.root_cache import evict, root_key
+from osbuilder.host.trust_plan import TrustPlan
 
 
 def context(tmp: Path, **options: object) -> BuildContext:
@@ -51,6 +53,27 @@ def test_root_key_follows_the_root_inputs_not_the_config(tmp_path: Path) -> None
     arm = context(tmp_path)
     arm.board = load_board("rpi-arm64")
     assert root_key(arm) != base
+
+
+def test_root_key_follows_the_trust_files_in_the_root(tmp_path: Path) -> None:
+    """Stage trust-files puts the db certificate and the PCR public key into the root, and
+    takes the data repart definition out of it for LUKS: each is an input of the root."""
+    base = root_key(context(tmp_path))
+    cert, pub = tmp_path / "db.cert.pem", tmp_path / "pcr.pub.pem"
+    cert.write_text("db one\n")
+    pub.write_text("pcr one\n")
+    keys = SecureBootKeys(tmp_path, tmp_path / "db.key", cert, (), tmp_path / "pcr.key", pub)
+
+    def key(trust: TrustPlan) -> str | None:
+        ctx = context(tmp_path)
+        ctx.trust = trust
+        return root_key(ctx)
+
+    signed = key(TrustPlan(secure_boot=keys, verity=True))
+    assert signed != base
+    assert key(TrustPlan(secure_boot=keys, verity=True, encryption="luks")) != signed
+    cert.write_text("db two\n")
+    assert key(TrustPlan(secure_boot=keys, verity=True)) != signed
 
 
 def test_dib_roots_are_not_cached(tmp_path: Path) -> None:
