@@ -47,7 +47,7 @@ from osbuilder.host.keys import init_keys
 from osbuilder.shared.errors import ExitCode
 from tests.conftest import EPOCH, Build, require_build_capability
 from tests.helpers.http_files import Served, serve_files
-from tests.helpers.image import fat_read, partitions, probe
+from tests.helpers.image import fat_read, partition_bytes, partitions, probe
 from tests.helpers.k3s_fixture import write_release_dir
 from tests.helpers.relay import guestfwd
 from tests.helpers.trust_node import (
@@ -103,17 +103,9 @@ def build_signed(out: Path, cache: Path, version: str, k3s_dir: Path, keys: Path
 
 def digest(image: Path, index: int) -> str:
     """sha256 of partition `index` (0-based) of a disk image."""
-    part = partitions(image)[1][index]
     h = hashlib.sha256()
-    with image.open("rb") as f:
-        f.seek(part.start)
-        left = part.size
-        while left:
-            chunk = f.read(min(left, 1 << 22))
-            if not chunk:
-                break
-            h.update(chunk)
-            left -= len(chunk)
+    for chunk in partition_bytes(image, partitions(image)[1][index]):
+        h.update(chunk)
     return h.hexdigest()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,17 +72,24 @@ def fat_write(image: Path, part: Part, path: str, data: bytes, workdir: Path) ->
                    check=True, capture_output=True)
 
 
-def extract(image: Path, part: Part, dest: Path) -> Path:
-    """Copy one partition out of the image into its own file."""
-    with image.open("rb") as src, dest.open("wb") as dst:
+def partition_bytes(image: Path, part: Part) -> Iterator[bytes]:
+    """One partition's bytes, read from the image in chunks of 4 MiB."""
+    with image.open("rb") as src:
         src.seek(part.start)
         remaining = part.size
         while remaining:
             chunk = src.read(min(remaining, 1 << 22))
             if not chunk:
                 break
-            dst.write(chunk)
+            yield chunk
             remaining -= len(chunk)
+
+
+def extract(image: Path, part: Part, dest: Path) -> Path:
+    """Copy one partition out of the image into its own file."""
+    with dest.open("wb") as dst:
+        for chunk in partition_bytes(image, part):
+            dst.write(chunk)
     return dest
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from osbuilder.host.boards import load_board
 from osbuilder.host.qemu import VM, Swtpm, interactive_serial, qemu_argv, scratch_disk
+from tests.helpers.console_node import ConsoleNode
 from tests.helpers.image import fat_write, partitions
 
 PW = "trust-pw"
@@ -48,12 +49,13 @@ def status_fields(line: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
 
 
-class TrustNode:
+class TrustNode(ConsoleNode):
     """One machine: a disk, a UEFI variable store and a TPM, under `folder`."""
 
     def __init__(self, folder: Path, disk: Path, guest_forwards: tuple[str, ...] = (),
                  secure_boot: bool = True) -> None:
         self.folder = folder
+        self.hostname, self.password, self.boot = "trust-node", PW, BOOT
         # False: the plain firmware and no TPM, as an unsigned image boots (for comparison)
         self.secure_boot = secure_boot
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,25 +112,6 @@ class TrustNode:
         self.stop()
         time.sleep(1)
         return self.start()
-
-    def login(self, since: int = 0, timeout: float = BOOT) -> None:
-        assert self.vm is not None
-        self.vm.wait_for(r"trust-node login:", timeout, since=since)
-        time.sleep(3)  # the k3s stand-in's and the gate's lines interleave with getty
-        self.vm.type("\n")
-        self.vm.login("osb", PW)
-        self.vm.shell(f"echo {PW} | sudo -S true", 60)
-
-    def sh(self, cmd: str, timeout: float = 300) -> tuple[int, str]:
-        assert self.vm is not None
-        out = self.vm.shell(f"{cmd} 2>&1; echo rc=$?", timeout)
-        m = re.search(r"rc=(\d+)\s*$", out)
-        assert m, out
-        return int(m.group(1)), out
-
-    def mark(self) -> int:
-        assert self.vm is not None
-        return len(self.vm.console())
 
 
 def first_boot(node: TrustNode, hash_a: str) -> tuple[str, dict[str, str], float]:

@@ -27,6 +27,7 @@ from osbuilder.host.qemu import VM, interactive_serial, qemu_argv, scratch_disk
 from osbuilder.shared.errors import ExitCode
 from osbuilder.shared.layout import root_device_path
 from tests.conftest import EPOCH
+from tests.helpers.console_node import ConsoleNode
 from tests.helpers.http_files import Served
 from tests.helpers.image import ext4_fsck, fat_fsck, fat_write, partitions
 from tests.helpers.k3s_fixture import K3sRelease, write_release_dir
@@ -134,13 +135,14 @@ def make_release(board: str, tmp: Path, cache: Path, boot_timeout: float) -> Rel
     return Release(board, d, d / f"osbuilder-{board}-1.0.0.img", keys, boot_timeout)
 
 
-class Node:
+class Node(ConsoleNode):
     """One booted VM with an interactive console, logged in with sudo ready."""
 
     def __init__(self, release: Release, tmp: Path, www: Served) -> None:
         self.release = release
         self.board = load_board(release.board)
         self.boot = release.boot_timeout
+        self.hostname, self.password = "up-node", PW
         self.disk = scratch_disk(release.image, tmp / "disk.img", "4G")
         fat_write(self.disk, partitions(self.disk)[1][0], "config.yaml",
                   yaml.safe_dump(CONFIG).encode(), tmp)
@@ -158,21 +160,6 @@ class Node:
         self.vm = VM(argv, self.tmp / "console.log", self.tmp / "console.sock").__enter__()
         return self.vm
 
-    def login(self, since: int) -> None:
-        assert self.vm is not None
-        self.vm.wait_for(r"up-node login:", self.boot, since=since)
-        time.sleep(3)  # the stand-in's and the gate's console lines interleave with getty
-        self.vm.type("\n")
-        self.vm.login("osb", PW)
-        self.vm.shell(f"echo {PW} | sudo -S true", 60)
-
-    def sh(self, cmd: str, timeout: float = 300) -> tuple[int, str]:
-        assert self.vm is not None
-        out = self.vm.shell(f"{cmd} 2>&1; echo rc=$?", timeout)
-        m = re.search(r"rc=(\d+)\s*$", out)
-        assert m, out
-        return int(m.group(1)), out
-
     def settled(self, slot: str) -> str:
         """Status once the booted slot is no longer on trial (its health gate passed, or it
         failed and the node moved on): the next upgrade may only start then."""
@@ -182,10 +169,6 @@ class Node:
             if not re.search(rf"slot {slot}:\s+\S+ trial", out) or time.monotonic() > deadline:
                 return out
             time.sleep(10)
-
-    def mark(self) -> int:
-        assert self.vm is not None
-        return len(self.vm.console())
 
     def slot_b_state(self) -> tuple[list[str], list[str]]:
         """Digest of slot B's first 64 MiB (RAUC writes a slot from its start) and the boot
