@@ -161,8 +161,10 @@ def test_progress_and_summary(qemu_amd64_build: Build) -> None:
     sums = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=qemu_amd64_build.out,
                           capture_output=True, text=True)
     assert sums.returncode == 0, sums.stdout + sums.stderr
-    assert sorted(sums.stdout.splitlines()) == [
-        f"{qemu_amd64_build.image.name}: OK", f"{qemu_amd64_build.manifest.name}: OK"]
+    sbom = qemu_amd64_build.image.with_suffix(".spdx.json").name  # stage sbom, every build
+    assert sorted(sums.stdout.splitlines()) == sorted([
+        f"{qemu_amd64_build.image.name}: OK", f"{qemu_amd64_build.manifest.name}: OK",
+        f"{sbom}: OK"])
 
 
 def test_same_inputs_same_bytes(qemu_amd64_build: Build, build_cache: Path,
