@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_build_capability
+from tests.conftest import Build, require_build_capability
 from tests.helpers.http_files import Served, serve_files
 from tests.helpers.upgrade_node import (
     Release,
@@ -30,7 +30,10 @@ BOOT = 420  # s: a TCG boot on a loaded 2-core host, with k3s stand-in and healt
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory, build_cache: Path) -> Release:
+def release(tmp_path_factory: pytest.TempPathFactory, build_cache: Path,
+            qemu_amd64_build: Build) -> Release:
+    """After the session's first build (qemu_amd64_build), which the build tests expect to
+    be the cold one: this worker's cache may start empty here."""
     require_build_capability()
     return make_release("qemu-amd64", tmp_path_factory.mktemp("upgrade"), build_cache, BOOT)
 

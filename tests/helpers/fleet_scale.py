@@ -241,11 +241,13 @@ def _follow(store: Store, sh: dict[str, Any], t_open: float) -> dict[str, float]
     limit = 60 + 0.15 * sh["nodes"]
     end = time.monotonic() + limit
     while time.monotonic() < end:
-        st = store.get("osupgrades", NAME).get("status") or {}
+        up = store.get("osupgrades", NAME)
+        st = up.get("status") or {}
         phase, failed = st.get("phase"), int(st.get("failed") or 0)
         now = time.monotonic()
         if phase == "Halted" and "halted" not in marks:
-            marks.update(halted=now, failed_at_halt=failed)
+            marks.update(halted=now, failed_at_halt=failed,
+                         halted_rv=float(up["metadata"]["resourceVersion"]))
         if "halted" in marks and "resumed" not in marks and now - marks["halted"] >= HOLD_S:
             marks.update(resumed=now, failed_at_resume=failed)
             store.patch("osupgrades", NAME, {"spec": {"maxFailures": 10}})
