@@ -4,14 +4,16 @@ build again) skips the stages from rootfs to squash (ROOT_STAGES in stages/__ini
 
 The key hashes the inputs of those stages: the rootfs tarball (mmdebstrap's cache key,
 or the bytes of a --rootfs-tarball), the board, the image version, SOURCE_DATE_EPOCH,
-k3s (version, sha256, air-gap images), the keyring, the whole osbuilder source tree (the
-node package, the overlays and the stages' own code all shape the root) and its git
-revision (the manifest records it). Same key, same bytes: the stages are reproducible.
+k3s (version, sha256, air-gap images), the keyring, the trust files stage trust-files puts
+in the root (db certificate, PCR public key; LUKS data or not), the whole osbuilder source
+tree (the node package, the overlays and the stages' own code all shape the root) and its
+git revision (the manifest records it). Same key, same bytes: the stages are reproducible.
 The DIB backend is not cached here: its tarball key is only known once DIB ran.
 
 On a hit the later stages still find in ctx.rootfs the few files they copy out of the
-root (kernel, initrd, device trees, boot loader binaries: BOOT_SOURCES), unpacked from
-the cached squashfs. --rebuild or --refresh builds the root again (and replaces the entry).
+root (kernel, initrd, device trees, boot loader binaries, the manifest: BOOT_SOURCES),
+unpacked from the cached squashfs, and ctx.rootfs_tar names the rootfs tarball for the
+SBOM. --rebuild or --refresh builds the root again (and replaces the entry).
 """
 
 from __future__ import annotations
