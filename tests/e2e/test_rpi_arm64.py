@@ -136,7 +136,9 @@ def test_boots_through_u_boot_and_boot_scr(release: Release, tmp_path: Path) -> 
               f"{t_applied:.0f} s, to login {vm.elapsed():.0f} s")
         console = vm.console()
     assert fields["slot"] == "a" and fields["board"] == "rpi-arm64"
-    assert fields["root"] == "/dev/vda2:squashfs:ro", fields
+    # U-Boot boards boot a dm-verity root: boot.scr passes its root hash (issue 17)
+    assert fields["root"] == "/dev/mapper/osb-root:squashfs:ro", fields
+    assert fields["verity"] == "on", fields
     # first boot grew the MBR data partition to the end of the 4 GiB card (the line waited
     # for above), and its ext4
     assert float(fields["data_fs"].removesuffix("GiB")) > 1.5, "ext4 was not grown online"

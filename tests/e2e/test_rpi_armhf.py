@@ -51,6 +51,8 @@ def test_boots_through_u_boot_on_qemu_virt(armhf_build: Build, tmp_path: Path) -
         machine = vm.shell("uname -m", 300)
         console = vm.console()
     assert fields["slot"] == "a" and fields["board"] == "rpi-armhf", fields
-    assert fields["root"] == "/dev/vda2:squashfs:ro", fields
+    # U-Boot boards boot a dm-verity root: boot.scr passes its root hash (issue 17)
+    assert fields["root"] == "/dev/mapper/osb-root:squashfs:ro", fields
+    assert fields["verity"] == "on", fields
     assert "armv7l" in machine, machine
     assert not re.search(r"FAILED.*Failed to start", console), "a unit failed during boot"
