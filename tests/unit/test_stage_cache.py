@@ -93,6 +93,16 @@ def test_evict_keeps_the_most_recently_used_entries_of_the_board(tmp_path: Path)
         [names[2], names[3], names[4], names[5]])
 
 
+def test_evict_removes_cached_files_of_the_board_by_their_suffix(tmp_path: Path) -> None:
+    """The initramfs cache: one file per entry, `<board>-<key>.img`."""
+    names = [f"rpi-arm64-{i:020x}.img" for i in range(3)] + ["rpi-arm64-" + "0" * 20]
+    for age, name in enumerate(names):
+        (tmp_path / name).write_bytes(b"initrd")
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    evict(tmp_path, "rpi-arm64", keep=1, suffix=".img")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([names[2], names[3]])
+
+
 def test_initramfs_inputs_are_its_configuration_not_the_rest_of_the_root(
         tmp_path: Path) -> None:
     hooks = tmp_path / "etc/initramfs-tools/hooks"

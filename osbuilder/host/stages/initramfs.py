@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
 from osbuilder.host.chroot import chroot_run
 from osbuilder.host.context import BuildContext
-from osbuilder.host.stages.root_cache import rootfs_identity
+from osbuilder.host.stages.root_cache import evict, rootfs_identity
 
 INPUTS = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d",
           "usr/lib/modprobe.d", "etc/udev", "usr/lib/udev/rules.d", "etc/fstab")
@@ -71,8 +70,4 @@ def build_initramfs(ctx: BuildContext) -> None:
         part = cached.with_name(f".{cached.name}.{os.getpid()}")
         shutil.copyfile(initrd, part)
         os.replace(part, cached)
-        mine = re.compile(rf"{re.escape(ctx.board.name)}-[0-9a-f]{{20}}\.img")
-        olds = sorted((p for p in cache.iterdir() if mine.fullmatch(p.name)),
-                      key=lambda p: p.stat().st_mtime)
-        for old in olds[:-KEEP_PER_BOARD]:
-            old.unlink(missing_ok=True)
+        evict(cache, ctx.board.name, KEEP_PER_BOARD, ".img")

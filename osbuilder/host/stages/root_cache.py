@@ -144,9 +144,14 @@ def store_root(ctx: BuildContext) -> None:
     ctx.progress.say(f"    root stored in the cache ({entry.name})")
 
 
-def evict(folder: Path, board: str, keep: int = KEEP_PER_BOARD) -> None:
-    name = re.compile(rf"{re.escape(board)}-[0-9a-f]{{20}}")
-    entries = sorted((d for d in folder.iterdir() if d.is_dir() and name.fullmatch(d.name)),
+def evict(folder: Path, board: str, keep: int = KEEP_PER_BOARD, suffix: str = "") -> None:
+    """Remove all but the `keep` most recently used cache entries of the board in folder:
+    `<board>-<20 hex digits><suffix>`, folders (the root) or files (the initramfs)."""
+    name = re.compile(rf"{re.escape(board)}-[0-9a-f]{{20}}{re.escape(suffix)}")
+    entries = sorted((d for d in folder.iterdir() if name.fullmatch(d.name)),
                      key=lambda d: d.stat().st_mtime, reverse=True)
     for old in entries[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
