@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["boot"]:
+        # every boot, before the login prompt (osbuilder-boot.service): no parser, whose
+        # 18 sub-parsers took 2.7 s of a 17.7 s second-boot run under emulation
+        return run_guarded("osbuilder-agent", lambda: boot_command(AgentPaths()), False)
     parser = build_parser()
     enable_completion(parser)
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
         assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
+    # boot time (issue 18): the vsock sshd generator is masked (systemd.generator(7): a
+    # /dev/null link of its name in /etc), and the root is read in 128 KiB blocks
+    gen = "etc/systemd/system-generators/systemd-ssh-generator"
+    assert gen in listing
+    squash_read(img, root_a, gen, tmp_path)
+    assert (tmp_path / "unsquash" / gen).readlink() == Path("/dev/null")
+    superblock = subprocess.run(["unsquashfs", "-s", "-o", str(root_a.start), str(img)],
+                                check=True, capture_output=True, text=True).stdout
+    assert re.search(r"^Block size 131072$", superblock, re.M), superblock
     k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
     assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
     assert squash_read(img, root_a, "etc/machine-id", tmp_path) == b""

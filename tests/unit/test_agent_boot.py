@@ -3,6 +3,7 @@ fallback to the last good config, nothing half-applied, idempotent re-runs."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -183,3 +184,29 @@ def test_later_units_are_started_only_with_work_to_do(tmp_path: Path) -> None:
     boot(paths, FACTS)
     assert paths.online_marker.read_text() == "cloud-init user-data\n"
     assert not paths.run_cmd_marker.exists(), "run_cmd gone from the config: marker removed"
+
+
+def test_boot_command_line_skips_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`osbuilder-agent boot` runs before every login prompt: it goes straight to the boot
+    command (building the 18 sub-parsers cost seconds under emulation); any other
+    argument list still goes through the parser."""
+    from osbuilder.node import agent_cli
+
+    ran: list[AgentPaths] = []
+    parsers: list[int] = []
+    real = agent_cli.build_parser
+
+    def boot_command(paths: AgentPaths) -> int:
+        ran.append(paths)
+        return 1
+
+    def build_parser() -> argparse.ArgumentParser:
+        parsers.append(1)
+        return real()
+
+    monkeypatch.setattr(agent_cli, "boot_command", boot_command)
+    monkeypatch.setattr(agent_cli, "build_parser", build_parser)
+    assert agent_cli.main(["boot"]) == 1 and ran == [AgentPaths()] and parsers == []
+    with pytest.raises(SystemExit) as exc:
+        agent_cli.main(["boot", "--bogus"])
+    assert exc.value.code == 2 and parsers == [1] and len(ran) == 1

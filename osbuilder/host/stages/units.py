@@ -1,5 +1,6 @@
 """Stage units: create sysusers.d users; enable/disable units as the preset files list
-(overlay layers each bring their own, e.g. the MBR layer's data partition growth)."""
+(overlay layers each bring their own, e.g. the MBR layer's data partition growth); mask
+the generators a node does not want."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from osbuilder.host.context import BuildContext
 
 PRESETS = "usr/lib/systemd/system-preset"
 UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system")
+# Generators masked in the image (systemd.generator(7): a link to /dev/null of the same
+# name in /etc/systemd/system-generators). systemd-ssh-generator offers sshd on AF_VSOCK
+# and an AF_UNIX socket, for VMs and containers; its probe of AF_VSOCK loads the vsock
+# and VMCI modules on every boot (4 s under emulation before the first unit starts), and
+# a node's sshd listens on the network (ssh.service) anyway.
+MASKED_GENERATORS = ("systemd-ssh-generator",)
 
 
 def apply_presets(ctx: BuildContext) -> None:
@@ -30,6 +37,11 @@ def apply_presets(ctx: BuildContext) -> None:
                  if v == verb and (verb == "enable" or unit_exists(ctx.rootfs, u))]
         if units:
             chroot_run(ctx.rootfs, ["systemctl", verb, *units], env=ctx.env)
+    generators = ctx.rootfs / "etc/systemd/system-generators"
+    generators.mkdir(parents=True, exist_ok=True)
+    for name in MASKED_GENERATORS:
+        (generators / name).unlink(missing_ok=True)
+        (generators / name).symlink_to("/dev/null")
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:
