@@ -51,11 +51,16 @@ def squash_list(image: Path, part: Part) -> set[str]:
     return {line.strip().lstrip("/") for line in out.splitlines() if line.strip()}
 
 
-def squash_read(image: Path, part: Part, path: str, workdir: Path) -> bytes:
+def squash_extract(image: Path, part: Part, path: str, workdir: Path) -> Path:
+    """path unpacked from the squashfs under workdir (a link stays a link)."""
     dest = workdir / "unsquash"
     subprocess.run(["unsquashfs", "-o", str(part.start), "-f", "-q", "-d", str(dest),
                     str(image), path], check=True, capture_output=True)
-    return (dest / path).read_bytes()
+    return dest / path
+
+
+def squash_read(image: Path, part: Part, path: str, workdir: Path) -> bytes:
+    return squash_extract(image, part, path, workdir).read_bytes()
 
 
 def read_range(image: Path, part: Part) -> bytes:
