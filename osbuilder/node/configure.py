@@ -14,8 +14,6 @@ online runs once the network is up (after cloud-init, before k3s): fetches confi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import resource
 import time
 from collections.abc import Callable
@@ -36,9 +34,15 @@ from osbuilder.shared.nodeconfig.appliers import k3s as k3s_applier
 from osbuilder.shared.nodeconfig.appliers import ssh_keys
 from osbuilder.shared.nodeconfig.downloads import fetch_bytes
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.judged import (
+    VALIDATOR,
+    digest,
+    judged_before,
+    schema_digest,
+)
 from osbuilder.shared.nodeconfig.limits import MAX_CONFIG_URL_BYTES
 from osbuilder.shared.nodeconfig.loader import Problem, Verdict, judge, problem
-from osbuilder.shared.nodeconfig.model import SCHEMA, Command, NodeConfig, Url, block_of, parse
+from osbuilder.shared.nodeconfig.model import Command, NodeConfig, Url, block_of, parse
 from osbuilder.shared.nodeconfig.source_text import Source, cmdline, parse_source, read_source
 from osbuilder.shared.nodeconfig.sources import (
     boot_partition,
@@ -49,7 +53,6 @@ from osbuilder.shared.nodeconfig.sources import (
     merge_all,
 )
 from osbuilder.shared.run import run
-from osbuilder.shared.schema import load_schema
 
 URL_TRIES = 5
 
@@ -116,31 +119,25 @@ def config_url(sources: list[Source], control: dict[str, str] | None = None) -> 
     return None
 
 
-def digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def schema_digest() -> str:
-    return digest(load_schema(SCHEMA))
-
-
-def resolve(paths: AgentPaths, facts: Facts) -> Verdict:
-    """The verdict on what the sources say now; nothing written. A config equal to the last
-    good one under the same schema is not judged again (the validator's import alone
-    costs seconds on a Pi or under emulation)."""
+def resolve(paths: AgentPaths, facts: Facts) -> tuple[Verdict, str]:
+    """The verdict on what the sources say now; nothing written. A config judged valid
+    before under the same schema (the last good one, or the one the build judged for the
+    first boot) is not judged again: the validator's import alone costs seconds on a Pi
+    or under emulation. Returns the verdict and who judged it."""
     sources, unreadable, _ = collect(paths)
     if unreadable:
-        return Verdict({}, (), tuple(unreadable), None)
+        return Verdict({}, (), tuple(unreadable), None), VALIDATOR
     merged, used = merge_all(sources, facts)
     warnings = tuple(w for s in sources for w in s.warnings)
-    last = read_json(paths.last_good)
-    if isinstance(last, dict) and last.get("config") == merged \
-            and last.get("schema") == schema_digest():
+    judged = judged_before(merged, read_json(paths.last_good), read_json(paths.build_verdict))
+    if judged:
         try:
-            return Verdict(merged, tuple(used), (), parse(merged, validated=True), warnings)
+            return (Verdict(merged, tuple(used), (), parse(merged, validated=True), warnings),
+                    judged)
         except OsbError:
             pass  # judged below like any other config
-    return replace(judge(merged, tuple(used), Accounts.of_root(paths.root)), warnings=warnings)
+    return (replace(judge(merged, tuple(used), Accounts.of_root(paths.root)),
+                    warnings=warnings), VALIDATOR)
 
 
 def fallback(paths: AgentPaths) -> tuple[NodeConfig, list[str], str]:
@@ -204,7 +201,7 @@ CommandRunner = Callable[[str, tuple[Command, ...], dict[str, str]], list[str]]
 
 def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands) -> Outcome:
     started = time.monotonic()
-    verdict = resolve(paths, facts)
+    verdict, judged = resolve(paths, facts)
     seen = digest(verdict.merged)  # what the sources said, valid or not (`online` compares)
     errors = [f"at {p}" for p in verdict.problems]
     for e in errors:
@@ -240,7 +237,7 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     note = f" ({kept})" if kept else ""
     say(f"applied config{note} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
-    record(paths, out, name, "error" if out.errors else "applied", seen,
+    record(paths, out, name, "error" if out.errors else "applied", seen, judged,
            time.monotonic() - started)
     return out
 
@@ -266,9 +263,10 @@ def mark_later_work(cfg: NodeConfig, paths: AgentPaths) -> None:
 
 
 def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: str,
-           seconds: float) -> None:
+           judged: str, seconds: float) -> None:
     write_json(paths.state_file, {
         "result": result, "sources": out.sources, "role": out.config.k3s.role, "seen": seen,
+        "judged_by": judged,
         "k3s_unit": k3s_applier.unit_for(out.config), "hostname": hostname,
         "node": node_name(paths.root / k3s_applier.CONFIG, hostname),
         "errors": out.errors, "warnings": out.warnings, "time": int(time.time()),
@@ -306,7 +304,7 @@ def online(paths: AgentPaths, facts: Facts) -> list[str]:
             write_atomic(paths.config_url_cache, data, 0o600)  # may hold tokens
         except OsbError as exc:
             warnings.append(f"{exc} (using the cached copy)")
-    verdict = resolve(paths, facts)
+    verdict, _ = resolve(paths, facts)
     if digest(verdict.merged) != (read_json(paths.state_file) or {}).get("seen"):
         say("config changed since boot: applying it")
         boot(paths, facts)

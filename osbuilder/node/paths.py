@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT
+
 
 @dataclass(frozen=True)
 class AgentPaths:
@@ -27,6 +29,11 @@ class AgentPaths:
     @property
     def last_good(self) -> Path:
         return self.state_dir / "last-good-config.json"
+
+    @property
+    def build_verdict(self) -> Path:
+        """The build's verdict on the config it put on the boot partition (read-only)."""
+        return self.state_dir / BUILD_VERDICT.name
 
     @property
     def config_url_cache(self) -> Path:

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the config loader and of the node's `boot` on a temporary root
 (issue 15): whatever the bytes, one verdict with clear problems, no traceback, within 2 s
 (hypothesis's deadline) and without growing the process by 256 MiB; no secret shown; and
-the workstation's verdict is the node's."""
+the workstation's verdict is the node's, and the build's (issue 18)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,18 @@ from pathlib import Path
 
 import pytest
 from hypothesis import example, given
+from hypothesis import strategies as st
 
+from osbuilder.host.boards import load_board
+from osbuilder.host.stages.boot_partition import first_boot_verdict
 from osbuilder.node.configure import boot
+from osbuilder.shared.file_writes import read_json, write_json
 from osbuilder.shared.nodeconfig.loader import load_bytes
 from tests.fuzz.strategies import MARKER, config_bytes
 from tests.fuzz.tally import Tally, rss_mib
 from tests.unit.test_agent_boot import FACTS, node
 
+BOARD = load_board("qemu-amd64")
 MAX_LINE = 600  # one clear line: a problem is no dump of the input
 
 
@@ -49,16 +54,22 @@ def test_node_boot_survives_any_config_and_agrees_with_the_workstation(
         capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally("node boot")
 
-    @given(config_bytes())
+    @given(config_bytes(), st.booleans())
     # found by this test: a misspelt block (k3o) holding text, read for config_url before
     # validation
-    @example(b"k3o: https://myserver:6443\n")
-    @example(b"nodes:\n  passphrase: S3KR1TNone\n")  # a secret inside a misplaced block
-    def one(data: bytes) -> None:
+    @example(b"k3o: https://myserver:6443\n", False)
+    @example(b"nodes:\n  passphrase: S3KR1TNone\n", False)  # a secret in a misplaced block
+    def one(data: bytes, built: bool) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = node(Path(tmp), "")
             (paths.boot_dir / "config.yaml").write_bytes(data)
             workstation = load_bytes(data, "config.yaml")
+            # the build's verdict on the same file (left on the data partition for the
+            # first boot) is given exactly when the workstation finds it valid
+            verdict = first_boot_verdict(BOARD, paths.boot_dir)
+            assert (verdict is not None) == workstation.ok
+            if built and verdict is not None:
+                write_json(paths.build_verdict, verdict, 0o600)
             t0 = time.monotonic()
             ran: list[tuple[str, int]] = []
 
@@ -75,6 +86,8 @@ def test_node_boot_survives_any_config_and_agrees_with_the_workstation(
             assert said[:len(workstation.problems)] == [str(p) for p in workstation.problems]
             applied = str(paths.boot_dir / "config.yaml") in out.sources
             assert applied == (workstation.ok and bool(workstation.merged))
+            judged = read_json(paths.state_file)["judged_by"]
+            assert judged == ("build" if built and workstation.ok else "validator")
             tally.timed(len(data), t0, workstation.ok)
 
     one()

@@ -7,13 +7,17 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from osbuilder.node.configure import boot
 from osbuilder.node.paths import AgentPaths
+from osbuilder.shared.nodeconfig.accounts import Accounts
 from osbuilder.shared.nodeconfig.facts import Facts
+from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT, verdict_record
+from osbuilder.shared.nodeconfig.loader import Verdict, judge
 from tests.unit.test_apply_all import snapshot
 from tests.unit.test_apply_fs import make_root
 
@@ -210,3 +214,62 @@ def test_boot_command_line_skips_the_parser(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(SystemExit) as exc:
         agent_cli.main(["boot", "--bogus"])
     assert exc.value.code == 2 and parsers == [1] and len(ran) == 1
+
+
+def test_first_boot_takes_the_builds_verdict_without_the_validator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build judges the config it puts on the boot partition and leaves its verdict on
+    the data partition (stages/assemble.seed_data): a first boot with that very config
+    applies it without starting the validator, like every later boot with its last good
+    config. Any change to the config, or another schema, and the node judges it itself."""
+    from osbuilder.host.boards import load_board
+    from osbuilder.host.stages.boot_partition import first_boot_verdict
+    from osbuilder.node import configure
+    from osbuilder.shared.file_writes import write_json
+
+    judged: list[dict[str, Any]] = []
+
+    def spy(merged: dict[str, Any], sources: tuple[str, ...] = (),
+            accounts: Accounts | None = None) -> Verdict:
+        judged.append(merged)
+        return judge(merged, sources, accounts)
+
+    monkeypatch.setattr(configure, "judge", spy)
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    # the node finds the record where the build writes it (through the /var overlay)
+    assert AgentPaths().build_verdict == Path("/") / BUILD_VERDICT
+    record = first_boot_verdict(load_board("qemu-amd64"), paths.boot_dir)
+    assert record is not None
+    write_json(paths.build_verdict, record, 0o600)
+    out = boot(paths, FACTS)
+    assert out.errors == [] and judged == [], "the build's verdict was not taken"
+    assert (paths.root / "etc/hostname").read_text().strip() == "n1"
+    assert json.loads(paths.state_file.read_text())["judged_by"] == "build"
+    assert json.loads(paths.last_good.read_text())["config"]["hostname"] == "n1"
+
+    boot(paths, FACTS)  # the reboot: the node's own record now
+    assert judged == [] and json.loads(paths.state_file.read_text())["judged_by"] == \
+        "last good config"
+
+    (tmp_path / "boot/config.yaml").write_text("hostname: n2\n")  # edited after the build
+    boot(paths, FACTS)
+    assert judged == [{"hostname": "n2"}]
+    assert json.loads(paths.state_file.read_text())["judged_by"] == "validator"
+
+    # the same config as the build's, but a record made under another schema
+    fresh = node(tmp_path / "other", {"hostname": "n1", "k3os": {"password": "pw"}})
+    write_json(fresh.build_verdict, {**record, "schema": "0" * 64}, 0o600)
+    boot(fresh, FACTS)
+    assert len(judged) == 2 and (fresh.root / "etc/hostname").read_text().strip() == "n1"
+
+
+def test_the_build_gives_no_verdict_on_a_config_it_refuses(tmp_path: Path) -> None:
+    from osbuilder.host.boards import load_board
+    from osbuilder.host.stages.boot_partition import first_boot_verdict
+
+    board = load_board("qemu-amd64")
+    assert first_boot_verdict(board, tmp_path) == verdict_record({}), "no config: defaults"
+    (tmp_path / "config.yaml").write_text("k3os: {labels: [x]}\n")
+    assert first_boot_verdict(board, tmp_path) is None
+    (tmp_path / "config.yaml").write_bytes(b"k3os: [\n")
+    assert first_boot_verdict(board, tmp_path) is None

@@ -4,10 +4,20 @@ plus the user's config.yaml when one was given."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from osbuilder.bootloaders import bootloader
+from osbuilder.host.boards import Board
 from osbuilder.host.context import BuildContext
-from osbuilder.shared.nodeconfig.loader import check_file
+from osbuilder.host.stages.overlay import overlay_file
+from osbuilder.shared.errors import OsbError
+from osbuilder.shared.nodeconfig.judged import verdict_record
+from osbuilder.shared.nodeconfig.loader import check_file, load
+from osbuilder.shared.nodeconfig.source_text import read_source
+from osbuilder.shared.nodeconfig.sources import boot_partition
+
+# where the agent reads the image's default config (osbuilder.node.paths.AgentPaths)
+IMAGE_DEFAULT = Path("usr/share/osbuilder/config.default.yaml")
 
 
 def stage_boot_partition(ctx: BuildContext) -> None:
@@ -17,3 +27,17 @@ def stage_boot_partition(ctx: BuildContext) -> None:
     if cfg is not None:
         check_file(cfg, f"--config {cfg}")
         shutil.copyfile(cfg, ctx.esp / "config.yaml")
+
+
+def first_boot_verdict(board: Board, esp: Path) -> dict[str, str] | None:
+    """The record of the build's verdict on the config a first boot merges from the
+    image default and the staged boot partition `esp`, when it is valid (else None).
+    Merged without the node's facts and kernel command line: where those change the
+    config, the record no longer matches and the node judges the config itself."""
+    default = overlay_file(board, IMAGE_DEFAULT)
+    try:
+        sources = [read_source(default, "image")] if default else []
+        verdict = load(sources + boot_partition(esp))  # judged with the image's accounts
+    except OsbError:  # unreadable: the node will say so itself
+        return None
+    return verdict_record(verdict.merged) if verdict.config is not None else None

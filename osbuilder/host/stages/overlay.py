@@ -71,6 +71,12 @@ def layers(board: Board, root: Path = OVERLAYS_DIR) -> list[Path]:
     return [root / n for n in names if (root / n).is_dir()]
 
 
+def overlay_file(board: Board, rel: Path) -> Path | None:
+    """The plain file the overlays leave at `rel` in the image (the last layer's)."""
+    found = [f for f in (layer / rel for layer in layers(board)) if f.is_file()]
+    return found[-1] if found else None
+
+
 def apply_layer(layer: Path, dest_root: Path, variables: dict[str, Any]) -> list[Path]:
     """Copy one layer; returns the image paths written (relative to dest_root)."""
     written = []

@@ -59,7 +59,7 @@ def live_squashfs(paths: AgentPaths) -> Path:
 
 
 def node_config(paths: AgentPaths, facts: Facts) -> tuple[dict[str, Any], NodeConfig]:
-    verdict = boot.resolve(paths, facts)
+    verdict, _ = boot.resolve(paths, facts)
     if verdict.config is None:
         raise OsbError("install: the config is invalid, nothing installed: "
                        + "; ".join(map(str, verdict.problems)))
