@@ -33,6 +33,7 @@ class Status:
     disk_bytes: int | None
     result: str | None = None
     sources: tuple[str, ...] = ()
+    judged_by: str | None = None  # validator, last good config, build (nodeconfig.judged)
     role: str | None = None
     hostname: str | None = None
     node: str | None = None  # as k3s registers it (the health gate and watcher use it too)
@@ -55,7 +56,8 @@ class Status:
             f"data:      {self.data.source if self.data else '-'}",
             f"trust:     secure boot {self.secure_boot}, verity {self.verity}, "
             f"data encryption {self.encryption}",
-            f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}",
+            f"config:    {self.result or 'not applied yet'} from {', '.join(self.sources) or '-'}"
+            + (f" (judged by {self.judged_by})" if self.judged_by else ""),
             f"k3s role:  {self.role or '-'}",
             f"hostname:  {self.hostname or '-'}",
             f"node:      {self.node or '-'}",
@@ -170,6 +172,7 @@ def gather(paths: AgentPaths | None = None) -> Status:
         secure_boot=trust.secure_boot_state(), verity=trust.verity_state(dm),
         encryption=trust.encryption_state(dm), recovery_key_waiting=trust.RECOVERY_KEY.exists(),
         result=state.get("result"), sources=tuple(state.get("sources", ())),
+        judged_by=state.get("judged_by"),
         role=state.get("role"), hostname=state.get("hostname"), node=state.get("node"),
         errors=tuple(state.get("errors", ())), warnings=tuple(state.get("warnings", ())),
         apply_seconds=state.get("seconds"), peak_rss_kib=state.get("peak_rss_kib"),

@@ -115,6 +115,10 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     superblock = subprocess.run(["unsquashfs", "-s", "-o", str(root_a.start), str(img)],
                                 check=True, capture_output=True, text=True).stdout
     assert re.search(r"^Block size 131072$", superblock, re.M), superblock
+    # no binfmt.d entry left, so systemd-binfmt.service does not start (the python3
+    # package's, for running .pyc files, is left out)
+    assert "usr/lib/systemd/system/systemd-binfmt.service" in listing
+    assert not [f for f in listing if "/binfmt.d/" in f], "a binfmt.d entry in the image"
     k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
     assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
     assert squash_read(img, root_a, "etc/machine-id", tmp_path) == b""

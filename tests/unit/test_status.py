@@ -72,3 +72,9 @@ def test_unreadable_esp_leaves_the_upgrade_part_out(tmp_path: Path,
 
     monkeypatch.setattr(Path, "is_dir", denied)
     assert report.gather(paths, "a") is None
+
+
+def test_text_says_who_judged_the_config() -> None:
+    s = Status("a", "1.0", "qemu-amd64", None, None, None, None, None, result="applied",
+               sources=("/boot/efi/config.yaml",), judged_by="build")
+    assert "config:    applied from /boot/efi/config.yaml (judged by build)" in s.text()

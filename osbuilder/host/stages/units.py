@@ -17,6 +17,12 @@ UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system
 # and VMCI modules on every boot (4 s under emulation before the first unit starts), and
 # a node's sshd listens on the network (ssh.service) anyway.
 MASKED_GENERATORS = ("systemd-ssh-generator",)
+# Package files left out of the image. Python's binfmt.d entry runs .pyc files as programs,
+# which no node needs; it is the image's only one, and systemd-binfmt.service runs on every
+# boot while any binfmt.d folder is not empty (its ConditionDirectoryNotEmpty=), a process
+# start beside the boot's own under emulation. An entry a config writes to /etc/binfmt.d
+# still starts it.
+DROPPED_FILES = ("usr/lib/binfmt.d/python3*.conf",)
 
 
 def apply_presets(ctx: BuildContext) -> None:
@@ -42,6 +48,9 @@ def apply_presets(ctx: BuildContext) -> None:
     for name in MASKED_GENERATORS:
         (generators / name).unlink(missing_ok=True)
         (generators / name).symlink_to("/dev/null")
+    for pattern in DROPPED_FILES:
+        for f in ctx.rootfs.glob(pattern):
+            f.unlink()
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:
