@@ -14,12 +14,15 @@ OSB := $(VENV)/bin/osbuilder
 # adds QEMU; `make test` (and `.ci/run`, which runs `make deps` then `make test`) adds the
 # rest. Build: mmdebstrap/squashfs/mtools/e2fsprogs/fdisk/zstd/qemu-utils assemble the
 # image; rauc/openssl sign bundles; qemu-user-static/arch-test build foreign-arch roots;
-# u-boot-tools makes boot.scr; xorriso makes --format iso; git dates a checkout's builds.
+# u-boot-tools makes boot.scr; xorriso makes --format iso; git dates a checkout's builds;
+# cryptsetup-bin's veritysetup makes the dm-verity root of U-Boot boards and signed builds.
 BUILD_PACKAGES := python3 python3-venv mmdebstrap squashfs-tools mtools dosfstools e2fsprogs \
 	fdisk util-linux zstd qemu-utils debian-archive-keyring ca-certificates git rauc openssl \
-	u-boot-tools qemu-user-static arch-test xorriso
-# make run: QEMU and its firmware (UEFI for amd64 and arm64, U-Boot for the Pi boards)
-RUN_PACKAGES := qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu
+	u-boot-tools qemu-user-static arch-test xorriso cryptsetup-bin
+# make run: QEMU and its firmware (UEFI for amd64 and arm64, U-Boot for the Pi boards), and
+# swtpm, the TPM 2.0 a signed image's encrypted data is sealed to (osbuilder/host/qemu.py)
+RUN_PACKAGES := qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qemu swtpm \
+	swtpm-tools
 # tests only: fw_printenv (U-Boot state checks), debootstrap and sudo for diskimage-builder
 # (rootfs backend dib, make bench), seabios to boot DIB's image, ipxe-qemu as the PXE ROM of
 # QEMU's NICs (PXE tests)
