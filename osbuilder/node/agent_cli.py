@@ -220,7 +220,7 @@ def boot_command(paths: AgentPaths) -> int:
     # less at boot (on a first boot the data is not grown yet: osbuilder-grow-data.service
     # prints the line again when it is)
     try:
-        print(status.gather(paths).oneline(), flush=True)
+        print(status.gather(paths, upgrade=False).oneline(), flush=True)
     except Exception as exc:
         print(f"osbuilder-agent: agent error: status: {type(exc).__name__}", flush=True)
     return 1 if failed else 0

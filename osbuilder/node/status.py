@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder.node import secure_boot as trust
 from osbuilder.node.paths import AgentPaths
 from osbuilder.node.sysinfo import cmdline_args, os_release, read
-from osbuilder.node.upgrade import slot_report as report
 from osbuilder.shared.file_writes import read_json
+
+if TYPE_CHECKING:
+    from osbuilder.node.upgrade import slot_report as report
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,15 @@ def backing_partition(name: str, sys_block: Path = Path("/sys/class/block")) -> 
 
 
 
-def gather(paths: AgentPaths | None = None) -> Status:
+def slot_facts(paths: AgentPaths, slot: str | None) -> report.UpgradeFacts | None:
+    from osbuilder.node.upgrade import slot_report  # only when asked for: see gather
+
+    return slot_report.gather(paths, slot)
+
+
+def gather(paths: AgentPaths | None = None, upgrade: bool = True) -> Status:
+    """The node's status; without `upgrade`, no slot and upgrade facts (the one-line
+    status needs none, and the boot saves their imports: 1.3 s of an emulated boot)."""
     cmd = cmdline_args(read("/proc/cmdline"))
     rel = os_release(read("/usr/lib/os-release"))
     mountinfo = read("/proc/self/mountinfo")
@@ -179,5 +190,6 @@ def gather(paths: AgentPaths | None = None) -> Status:
         slot=cmd.get("osb.slot"), version=rel.get("IMAGE_VERSION"), board=rel.get("VARIANT_ID"),
         root=find_mount(mountinfo, "/"), data=data, data_fs_bytes=fs_bytes,
         data_part_bytes=part_bytes, disk_bytes=disk_bytes,
-        upgrade=report.gather(paths, cmd.get("osb.slot")),
+        upgrade=slot_facts(paths, cmd.get("osb.slot")) if upgrade else None,
     )
+

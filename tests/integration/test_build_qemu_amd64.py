@@ -119,6 +119,9 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # package's, for running .pyc files, is left out)
     assert "usr/lib/systemd/system/systemd-binfmt.service" in listing
     assert not [f for f in listing if "/binfmt.d/" in f], "a binfmt.d entry in the image"
+    # the agent runs isolated (-I): no /usr/bin or user site on its sys.path
+    entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)
+    assert entry.splitlines()[0] == b"#!/usr/bin/python3 -I"
     k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
     assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
     assert squash_read(img, root_a, "etc/machine-id", tmp_path) == b""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,17 @@ def test_the_build_gives_no_verdict_on_a_config_it_refuses(tmp_path: Path) -> No
     assert first_boot_verdict(board, tmp_path) is None
     (tmp_path / "config.yaml").write_bytes(b"k3os: [\n")
     assert first_boot_verdict(board, tmp_path) is None
+
+
+def test_boot_status_line_leaves_the_upgrade_code_unimported(tmp_path: Path) -> None:
+    """The console's status line after `boot` needs no slot or upgrade facts; their
+    modules (boot loaders, slot choosers) cost 1.3 s of an emulated boot's agent."""
+    code = ("import sys; from pathlib import Path\n"
+            "from osbuilder.node import agent_cli, status\n"
+            "from osbuilder.node.paths import AgentPaths\n"
+            f"s = status.gather(AgentPaths(state_dir=Path({str(tmp_path)!r})), upgrade=False)\n"
+            "assert s.upgrade is None, s.upgrade\n"
+            "print(sorted(m for m in sys.modules if m.startswith('osbuilder.node.upgrade')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]", out

@@ -23,7 +23,10 @@ SITE = "usr/lib/python3/dist-packages"
 PYC_CHECKED_HASH = 0b11
 PYC_UNCHECKED_HASH = 0b01
 NODE_SIDES = ("node", "shared")
-ENTRY = """#!/usr/bin/python3
+# -I (isolated): no script folder (/usr/bin) and no user site on sys.path, no PYTHON*
+# variables. An agent that runs as root should not import what lies there, and every
+# import at boot then looks in fewer folders (807 stat calls of a first boot's agent).
+ENTRY = """#!/usr/bin/python3 -I
 # osbuilder node agent (installed by the osbuilder build, node-package stage)
 import sys
 
