@@ -192,4 +192,3 @@ def gather(paths: AgentPaths | None = None, upgrade: bool = True) -> Status:
         data_part_bytes=part_bytes, disk_bytes=disk_bytes,
         upgrade=slot_facts(paths, cmd.get("osb.slot")) if upgrade else None,
     )
-
