@@ -32,8 +32,8 @@ class AgentPaths:
 
     @property
     def build_verdict(self) -> Path:
-        """The build's verdict on the config it put on the boot partition (read-only)."""
-        return self.state_dir / BUILD_VERDICT.name
+        """The build's verdict on the config it put on the boot partition."""
+        return self.boot_dir / BUILD_VERDICT
 
     @property
     def config_url_cache(self) -> Path:

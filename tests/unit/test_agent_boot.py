@@ -220,12 +220,12 @@ def test_boot_command_line_skips_the_parser(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_first_boot_takes_the_builds_verdict_without_the_validator(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The build judges the config it puts on the boot partition and leaves its verdict on
-    the data partition (stages/assemble.seed_data): a first boot with that very config
-    applies it without starting the validator, like every later boot with its last good
-    config. Any change to the config, or another schema, and the node judges it itself."""
+    """The build judges the config it puts on the boot partition and writes its verdict
+    beside it (stages/boot_partition.py): a first boot with that very config applies it
+    without starting the validator, like every later boot with its last good config. Any
+    change to the config, or another schema, and the node judges it itself."""
     from osbuilder.host.boards import load_board
-    from osbuilder.host.stages.boot_partition import first_boot_verdict
+    from osbuilder.host.stages.boot_partition import write_first_boot_verdict
     from osbuilder.node import configure
     from osbuilder.shared.file_writes import write_json
 
@@ -238,11 +238,8 @@ def test_first_boot_takes_the_builds_verdict_without_the_validator(
 
     monkeypatch.setattr(configure, "judge", spy)
     paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
-    # the node finds the record where the build writes it (through the /var overlay)
-    assert AgentPaths().build_verdict == Path("/") / BUILD_VERDICT
-    record = first_boot_verdict(load_board("qemu-amd64"), paths.boot_dir)
-    assert record is not None
-    write_json(paths.build_verdict, record, 0o600)
+    write_first_boot_verdict(load_board("qemu-amd64"), paths.boot_dir)  # as the build does
+    record = json.loads((paths.boot_dir / BUILD_VERDICT).read_text())
     out = boot(paths, FACTS)
     assert out.errors == [] and judged == [], "the build's verdict was not taken"
     assert (paths.root / "etc/hostname").read_text().strip() == "n1"
@@ -260,7 +257,7 @@ def test_first_boot_takes_the_builds_verdict_without_the_validator(
 
     # the same config as the build's, but a record made under another schema
     fresh = node(tmp_path / "other", {"hostname": "n1", "k3os": {"password": "pw"}})
-    write_json(fresh.build_verdict, {**record, "schema": "0" * 64}, 0o600)
+    write_json(fresh.boot_dir / BUILD_VERDICT, {**record, "schema": "0" * 64})
     boot(fresh, FACTS)
     assert len(judged) == 2 and (fresh.root / "etc/hostname").read_text().strip() == "n1"
 

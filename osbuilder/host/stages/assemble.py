@@ -7,12 +7,10 @@ UUIDs and times come from the build seed and SOURCE_DATE_EPOCH: same inputs, sam
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from osbuilder.host.context import BuildContext
 from osbuilder.host.fsimage import clamp_times, make_vfat
-from osbuilder.host.stages.boot_partition import first_boot_verdict
 from osbuilder.shared.layout import (
     LABEL_BOOT,
     LABEL_DATA,
@@ -21,29 +19,13 @@ from osbuilder.shared.layout import (
     root_label,
     stable_uuid,
 )
-from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT
 from osbuilder.shared.run import run
-
-
-def seed_data(ctx: BuildContext, content: Path) -> None:
-    """The data partition's first content: the build's verdict on the node config, so the
-    first boot, like every later one, recognises a valid config without the validator."""
-    record = first_boot_verdict(ctx.board, ctx.esp)
-    if record is None:
-        return
-    dest = content / BUILD_VERDICT
-    for d in reversed(dest.relative_to(content).parents[:-1]):
-        (content / d).mkdir(mode=0o755)
-        (content / d).chmod(0o755)  # not the builder's umask: these are the node's /var
-    dest.write_text(json.dumps(record, sort_keys=True) + "\n")
-    dest.chmod(0o600)
 
 
 def make_ext4(ctx: BuildContext, part: Partition, seed: str) -> Path:
     img = ctx.work / "data.ext4"
     content = ctx.work / "data-content"
     content.mkdir()
-    seed_data(ctx, content)
     clamp_times(content, ctx.options.source_date_epoch)
     fs_uuid = stable_uuid(seed, "data-fs")
     run(["mkfs.ext4", "-q", "-F", "-L", part.label, "-U", fs_uuid,

@@ -1,8 +1,10 @@
 """Stage bootloader: fill the boot partition (staged as a folder) for the board's adapter,
-plus the user's config.yaml when one was given."""
+plus the user's config.yaml when one was given, and the build's verdict on the config a
+first boot will merge (nodeconfig/judged.py)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from osbuilder.host.boards import Board
 from osbuilder.host.context import BuildContext
 from osbuilder.host.stages.overlay import overlay_file
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.nodeconfig.judged import verdict_record
+from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT, verdict_record
 from osbuilder.shared.nodeconfig.loader import check_file, load
 from osbuilder.shared.nodeconfig.source_text import read_source
 from osbuilder.shared.nodeconfig.sources import boot_partition
@@ -27,6 +29,15 @@ def stage_boot_partition(ctx: BuildContext) -> None:
     if cfg is not None:
         check_file(cfg, f"--config {cfg}")
         shutil.copyfile(cfg, ctx.esp / "config.yaml")
+    write_first_boot_verdict(ctx.board, ctx.esp)
+
+
+def write_first_boot_verdict(board: Board, esp: Path) -> None:
+    """Beside config.yaml, so that the first boot, like every later one, recognises a
+    valid config without starting the validator."""
+    record = first_boot_verdict(board, esp)
+    if record is not None:
+        (esp / BUILD_VERDICT).write_text(json.dumps(record, sort_keys=True) + "\n")
 
 
 def first_boot_verdict(board: Board, esp: Path) -> dict[str, str] | None:

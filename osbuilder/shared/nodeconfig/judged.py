@@ -1,22 +1,21 @@
 """Configs judged valid before, recognised without starting the validator (jsonschema's
 import alone took 9 s of a first boot under emulation): the node's last good config, and
-the verdict the build gave the config it put on the boot partition, which the build
-leaves on the image's data partition for the node's first boot. Either counts only for
-the very same merged config under the very same schema."""
+the verdict the build gave the config it put on the boot partition, which it writes
+beside that config for the node's first boot. Either counts only for the very same
+merged config under the very same schema."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from osbuilder.shared.nodeconfig.model import SCHEMA
 from osbuilder.shared.schema import load_schema
 
-# Relative to the data partition, which the node sees as /var/lib/osbuilder/... (the
-# initramfs lays data/var over the image's /var)
-BUILD_VERDICT = Path("var/lib/osbuilder/build-verdict.json")
+# On the boot partition, beside config.yaml: a file the image's FAT holds reproducibly
+# (mtools), which a config-only rebuild makes anew with the config
+BUILD_VERDICT = "config-verdict.json"
 # who judged the config a boot applied (the agent's state record, `status --json`)
 VALIDATOR, LAST_GOOD, BUILD = "validator", "last good config", "build"
 
