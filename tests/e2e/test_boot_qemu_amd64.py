@@ -27,9 +27,9 @@ DISK_GIB = 4
 BOOT_TIMEOUT_S = 300
 # Issue 18's bar. Measured on a quiet machine on 2026-12-04: 1.42 before the first boot
 # took the build's verdict (bench/results/20261204T165240Z-boot.json, ratio_applied_first),
-# 1.20 after (20261204T172133Z). Beside the other test worker the load changes between two boots
-# minutes apart, so a ratio over the bar is measured once more, both boots back to back,
-# and the better of the two counts.
+# 1.20 after (20261204T172133Z). Beside the other test worker the load changes between two
+# boots minutes apart, so a ratio over the bar is measured once more, both boots back to
+# back, and the better of the two counts.
 RATIO_MAX = 1.5
 # the data partition grows into all the space after the boot and root partitions
 EXPECT_DATA_GIB = (DISK_GIB * 1024 - 1 - 256 - 2 * 1024 - 1) / 1024

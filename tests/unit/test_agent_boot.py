@@ -225,7 +225,7 @@ def test_first_boot_takes_the_builds_verdict_without_the_validator(
     without starting the validator, like every later boot with its last good config. Any
     change to the config, or another schema, and the node judges it itself."""
     from osbuilder.host.boards import load_board
-    from osbuilder.host.stages.boot_partition import write_first_boot_verdict
+    from osbuilder.host.stages.boot_partition import IMAGE_DEFAULT, write_first_boot_verdict
     from osbuilder.node import configure
     from osbuilder.shared.file_writes import write_json
 
@@ -237,6 +237,8 @@ def test_first_boot_takes_the_builds_verdict_without_the_validator(
         return judge(merged, sources, accounts)
 
     monkeypatch.setattr(configure, "judge", spy)
+    # the build merges the image default the node reads
+    assert Path("/") / IMAGE_DEFAULT == AgentPaths().image_default
     paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
     write_first_boot_verdict(load_board("qemu-amd64"), paths.boot_dir)  # as the build does
     record = json.loads((paths.boot_dir / BUILD_VERDICT).read_text())
