@@ -118,6 +118,10 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # package's, for running .pyc files, is left out)
     assert "usr/lib/systemd/system/systemd-binfmt.service" in listing
     assert not [f for f in listing if "/binfmt.d/" in f], "a binfmt.d entry in the image"
+    # the login prompts do not wait for the job queue to empty (Type=idle's up to 5 s)
+    for getty in ("getty@", "serial-getty@"):
+        dropin = f"usr/lib/systemd/system/{getty}.service.d/50-osbuilder.conf"
+        assert "\nType=simple\n" in squash_read(img, root_a, dropin, tmp_path).decode()
     # the agent runs isolated (-I): no /usr/bin or user site on its sys.path
     entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)
     assert entry.splitlines()[0] == b"#!/usr/bin/python3 -I"
