@@ -64,8 +64,8 @@ def test_node_boot_survives_any_config_and_agrees_with_the_workstation(
             paths = node(Path(tmp), "")
             (paths.boot_dir / "config.yaml").write_bytes(data)
             workstation = load_bytes(data, "config.yaml")
-            # the build's verdict on the same file (left on the data partition for the
-            # first boot) is given exactly when the workstation finds it valid
+            # the build's verdict on the same file (written beside it for the first
+            # boot) is given exactly when the workstation finds it valid
             verdict = first_boot_verdict(BOARD, paths.boot_dir)
             assert (verdict is not None) == workstation.ok
             if built and verdict is not None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from typing import Any
 
-from osbuilder.shared.nodeconfig.model import SCHEMA
 from osbuilder.shared.schema import load_schema
 
 # On the boot partition, beside config.yaml: a file the image's FAT holds reproducibly
@@ -24,7 +24,14 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+@cache
 def schema_digest() -> str:
+    """Once per process: a boot compares it with both records and writes it with the
+    last good config."""
+    # imported here, not above: AgentPaths names BUILD_VERDICT, and every agent command
+    # (status, grow-data, watch-node) would otherwise load the config model at start
+    from osbuilder.shared.nodeconfig.model import SCHEMA
+
     return digest(load_schema(SCHEMA))
 
 
