@@ -35,6 +35,7 @@ from osbuilder.shared.nodeconfig.appliers import ssh_keys
 from osbuilder.shared.nodeconfig.downloads import fetch_bytes
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.judged import (
+    MAX_RECORD_BYTES,
     VALIDATOR,
     digest,
     judged_before,
@@ -129,7 +130,8 @@ def resolve(paths: AgentPaths, facts: Facts) -> tuple[Verdict, str]:
         return Verdict({}, (), tuple(unreadable), None), VALIDATOR
     merged, used = merge_all(sources, facts)
     warnings = tuple(w for s in sources for w in s.warnings)
-    judged = judged_before(merged, read_json(paths.last_good), read_json(paths.build_verdict))
+    judged = judged_before(merged, read_json(paths.last_good),
+                           read_json(paths.build_verdict, MAX_RECORD_BYTES))
     if judged:
         try:
             return (Verdict(merged, tuple(used), (), parse(merged, validated=True), warnings),

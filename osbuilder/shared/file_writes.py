@@ -129,8 +129,14 @@ def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, max_bytes: int | None = None) -> Any:
+    """A JSON file's data, or None when it is missing, unreadable, not JSON, nested
+    deeper than the parser goes, or longer than max_bytes (a file others can write)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        with path.open("rb") as f:
+            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
+        if max_bytes is not None and len(raw) > max_bytes:
+            return None
+        return json.loads(raw)
+    except (OSError, ValueError, RecursionError):
         return None

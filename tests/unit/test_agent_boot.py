@@ -257,11 +257,17 @@ def test_first_boot_takes_the_builds_verdict_without_the_validator(
     assert judged == [{"hostname": "n2"}]
     assert json.loads(paths.state_file.read_text())["judged_by"] == "validator"
 
+    # a hostile record on the boot partition: too big to read, so the validator judges
+    big = node(tmp_path / "big", {"hostname": "n1"})
+    (big.boot_dir / BUILD_VERDICT).write_text("[" * 2_000_000)
+    assert boot(big, FACTS).errors == [] and len(judged) == 2
+    assert json.loads(big.state_file.read_text())["judged_by"] == "validator"
+
     # the same config as the build's, but a record made under another schema
     fresh = node(tmp_path / "other", {"hostname": "n1", "k3os": {"password": "pw"}})
     write_json(fresh.boot_dir / BUILD_VERDICT, {**record, "schema": "0" * 64})
     boot(fresh, FACTS)
-    assert len(judged) == 2 and (fresh.root / "etc/hostname").read_text().strip() == "n1"
+    assert len(judged) == 3 and (fresh.root / "etc/hostname").read_text().strip() == "n1"
 
 
 def test_the_build_gives_no_verdict_on_a_config_it_refuses(tmp_path: Path) -> None:

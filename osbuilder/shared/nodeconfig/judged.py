@@ -16,6 +16,8 @@ from osbuilder.shared.schema import load_schema
 # On the boot partition, beside config.yaml: a file the image's FAT holds reproducibly
 # (mtools), which a config-only rebuild makes anew with the config
 BUILD_VERDICT = "config-verdict.json"
+# a record is about 150 bytes; the boot partition is anyone's to write, so no more is read
+MAX_RECORD_BYTES = 1024
 # who judged the config a boot applied (the agent's state record, `status --json`)
 VALIDATOR, LAST_GOOD, BUILD = "validator", "last good config", "build"
 
