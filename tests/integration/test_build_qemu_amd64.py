@@ -114,11 +114,13 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     superblock = subprocess.run(["unsquashfs", "-s", "-o", str(root_a.start), str(img)],
                                 check=True, capture_output=True, text=True).stdout
     assert re.search(r"^Block size 131072$", superblock, re.M), superblock
-    # no binfmt.d entry left, so systemd-binfmt.service does not start (the python3
-    # package's, for running .pyc files, is left out)
+    # no binfmt.d entry left, so systemd-binfmt.service does not start (systemd's
+    # units/systemd-binfmt.service.in: ConditionDirectoryNotEmpty=| on each binfmt.d
+    # folder); the python3 package's entry, for running .pyc files, is left out
     assert "usr/lib/systemd/system/systemd-binfmt.service" in listing
     assert not [f for f in listing if "/binfmt.d/" in f], "a binfmt.d entry in the image"
-    # the login prompts do not wait for the job queue to empty (Type=idle's up to 5 s)
+    # the login prompts do not wait for the job queue to empty (Type=idle's up to 5 s:
+    # systemd.service(5); src/core/manager.c closes the idle pipe only with no jobs left)
     for getty in ("getty@", "serial-getty@"):
         dropin = f"usr/lib/systemd/system/{getty}.service.d/50-osbuilder.conf"
         assert "\nType=simple\n" in squash_read(img, root_a, dropin, tmp_path).decode()
