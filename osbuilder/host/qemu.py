@@ -14,6 +14,7 @@ import re
 import shutil
 import socket as sock_mod
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -151,9 +152,23 @@ def interactive_serial(sock: Path) -> tuple[str, tuple[str, ...]]:
     )
 
 
+RESET_LINE = "reboot: Restarting system"  # the kernel's last word before it resets the machine
+
+
 class VM:
     """A QEMU process whose serial console is written to a file and matched by regex;
-    with `socket` (see interactive_serial) the console can also be typed into."""
+    with `socket` (see interactive_serial) the console can also be typed into.
+
+    An emulated machine sometimes never comes back from a guest's reset: after the kernel's
+    RESET_LINE, the firmware prints nothing, ever, and QEMU spins (CI of stop 27: OVMF
+    silent 420 s after an upgrade's reboot; kubevirt/kubevirt#6885 describes the same with
+    TCG). Everything the guest does ends before that line, so when the console stays silent
+    `reset_silence` seconds after it, wait_for powers the VM off and on again, as a person
+    would, and says so on stderr (`power_cycles` counts them). Only a VM whose console this
+    class records itself (socket) is power-cycled: QEMU truncates a file: console when it
+    starts, which would lose the offsets callers wait from."""
+
+    reset_silence = 120.0
 
     def __init__(self, argv: list[str], console_log: Path, socket: Path | None = None) -> None:
         self.argv = argv
@@ -161,18 +176,46 @@ class VM:
         self.socket = socket
         self.proc: subprocess.Popen[bytes] | None = None
         self.started = 0.0
+        self.power_cycles = 0
         self._sock: sock_mod.socket | None = None
+        self._cycled_at = -1  # console offset of the reset line already power-cycled for
+        self._size, self._grew = 0, 0.0
 
     def __enter__(self) -> VM:
         self.log.write_bytes(b"")
         self.started = time.monotonic()
+        self._start()
+        return self
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if self.socket is not None:
             self._sock = self._connect(self.socket)
             threading.Thread(target=self._record, args=(self._sock, self.log),
                              daemon=True).start()
-        return self
+
+    def power_cycle(self) -> None:
+        """Pull the plug and power on again: same disk and firmware variables; the console
+        log goes on, so offsets taken before stay valid."""
+        self.kill()
+        self.power_cycles += 1
+        with self.log.open("ab") as f:
+            f.write(b"\n[host: QEMU power-cycled]\n")
+        self._start()
+
+    def _hung_after_reset(self, text: str) -> bool:
+        """True once: the console ends with the kernel's RESET_LINE and has not grown for
+        reset_silence seconds."""
+        now = time.monotonic()
+        if len(text) != self._size:
+            self._size, self._grew = len(text), now
+        at = text.rfind(RESET_LINE)
+        if (self.socket is None or at <= self._cycled_at or text[at + len(RESET_LINE):].strip()
+                or now - self._grew < self.reset_silence):
+            return False
+        self._cycled_at = at
+        return True
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
@@ -255,9 +298,15 @@ class VM:
         rx = re.compile(pattern, re.MULTILINE)
         deadline = time.monotonic() + timeout
         while True:
-            m = rx.search(self.console(), since)
+            text = self.console()
+            m = rx.search(text, since)
             if m:
                 return m
+            if self._hung_after_reset(text):
+                print(f"QEMU silent {self.reset_silence:.0f} s after the guest's reset: "
+                      "power-cycled it", file=sys.stderr)
+                self.power_cycle()
+                continue
             assert self.proc is not None
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""

@@ -244,7 +244,9 @@ def upgrade_then_broken_upgrade(release: Release, www: Served, tmp: Path) -> str
     assert rc == 0, fsck
     size_mb = (release.dir / b2).stat().st_size / 1e6
     return (f"upgrade figures ({release.board}, TCG): bundle {size_mb:.1f} MB, install "
-            f"{inst.group(1)} s (download excluded), downtime reboot→gate passed {downtime:.0f} s")
+            f"{inst.group(1)} s (download excluded), downtime reboot→gate passed {downtime:.0f} s"
+            + (f", QEMU power-cycled {vm.power_cycles}x after a hung reset"
+               if vm.power_cycles else ""))
 
 
 PHASES = ("download", "slot write", "selector flip", "first boot")
