@@ -28,7 +28,6 @@ def test_live_scripts_render_to_valid_sh(tmp_path: Path) -> None:
     assert f'echo "$squashfs" >{live.RECORD}' in osblive
     bottom = (tmp_path / SCRIPTS[1]).read_text()
     assert bottom.count('[ "$slot" = live ]') == 3
-    assert 'ln -sf /dev/null "${rootmnt}/etc/systemd/system/systemd-repart.service"' in bottom
     conf = (tmp_path / "etc/initramfs-tools/conf.d/osbuilder.conf").read_text()
     assert "BUSYBOX=n" in conf
     modules = (tmp_path / "etc/initramfs-tools/modules").read_text().split()

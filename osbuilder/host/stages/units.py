@@ -1,6 +1,6 @@
 """Stage units: create sysusers.d users; enable/disable units as the preset files list
 (overlay layers each bring their own, e.g. the MBR layer's data partition growth); mask
-the generators a node does not want."""
+the generators and units a node does not want."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system
 # and VMCI modules on every boot (4 s under emulation before the first unit starts), and
 # a node's sshd listens on the network (ssh.service) anyway.
 MASKED_GENERATORS = ("systemd-ssh-generator",)
+# Units masked in the image (systemctl mask: a link to /dev/null in /etc/systemd/system).
+# Debian's systemd-repart.service (in sysinit.target.wants) never has definitions to run:
+# osbuilder's are in /usr/lib/osbuilder/repart.d, for osbuilder-grow-data.service. Its
+# condition fails, but its Wants= (units/systemd-repart.service.in) start modprobe@loop
+# and modprobe@dm_mod on every boot, and again whenever a start pulls sysinit.target into
+# a transaction, as the agent's start of k3s does: four process starts a boot for nothing.
+MASKED_UNITS = ("systemd-repart.service",)
 # Package files left out of the image. Python's binfmt.d entry runs .pyc files as programs,
 # which no node needs; it is the image's only one, and systemd-binfmt.service runs on every
 # boot while any binfmt.d folder is not empty (its ConditionDirectoryNotEmpty=), a process
@@ -45,9 +52,10 @@ def apply_presets(ctx: BuildContext) -> None:
             chroot_run(ctx.rootfs, ["systemctl", verb, *units], env=ctx.env)
     generators = ctx.rootfs / "etc/systemd/system-generators"
     generators.mkdir(parents=True, exist_ok=True)
-    for name in MASKED_GENERATORS:
-        (generators / name).unlink(missing_ok=True)
-        (generators / name).symlink_to("/dev/null")
+    for link in [generators / n for n in MASKED_GENERATORS] + [
+            ctx.rootfs / "etc/systemd/system" / n for n in MASKED_UNITS]:
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
     for pattern in DROPPED_FILES:
         for f in ctx.rootfs.glob(pattern):
             f.unlink()
