@@ -205,8 +205,8 @@ class VM:
         self._start()
 
     def _hung_after_reset(self, text: str) -> bool:
-        """True once: the console ends with the kernel's RESET_LINE and has not grown for
-        reset_silence seconds."""
+        """True once per reset: the console ends with the kernel's RESET_LINE and has not
+        grown for reset_silence seconds (wait_for asks only while QEMU runs)."""
         now = time.monotonic()
         if len(text) != self._size:
             self._size, self._grew = len(text), now
@@ -302,16 +302,16 @@ class VM:
             m = rx.search(text, since)
             if m:
                 return m
+            assert self.proc is not None
+            if self.proc.poll() is not None:  # e.g. at a reset with -no-reboot
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise OsbError(f"QEMU exited ({self.proc.returncode}) before {pattern!r}: "
+                               f"{err}\n--- console tail ---\n{self.console()[-3000:]}")
             if self._hung_after_reset(text):
                 print(f"QEMU silent {self.reset_silence:.0f} s after the guest's reset: "
                       "power-cycled it", file=sys.stderr)
                 self.power_cycle()
                 continue
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise OsbError(f"QEMU exited ({self.proc.returncode}) before {pattern!r}: "
-                               f"{err}\n--- console tail ---\n{self.console()[-3000:]}")
             if time.monotonic() > deadline:
                 raise OsbError(f"{pattern!r} not on the console after {timeout:.0f} s\n"
                                f"--- console tail ---\n{self.console()[-3000:]}")

@@ -28,6 +28,9 @@ server.bind(sock_path)
 server.listen(1)
 conn, _ = server.accept()
 conn.sendall(boots[min(n, len(boots) - 1)].encode())
+if os.environ.get("FAKE_QEMU_EXITS"):  # as QEMU does at a reset with -no-reboot
+    time.sleep(0.05)
+    sys.exit(0)
 time.sleep(600)
 '''
 
@@ -72,3 +75,14 @@ def test_a_machine_that_hangs_at_every_reset_still_fails_at_the_timeout(tmp_path
             vm.wait_for("osbuilder: slot", 5)
         assert vm.power_cycles >= 2
         assert vm.console().count("power-cycled") == vm.power_cycles
+
+
+def test_a_qemu_that_exited_at_the_reset_is_not_started_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_QEMU_EXITS", "1")
+    with fake_vm(tmp_path, f"{RESET_LINE}\n") as vm:
+        vm.reset_silence = 0.3  # shorter than wait_for's poll: silence alone would cycle
+        with pytest.raises(OsbError, match=r"QEMU exited \(0\) before 'osbuilder: slot'"):
+            vm.wait_for("osbuilder: slot", 10)
+        assert vm.power_cycles == 0
+        assert (tmp_path / "starts").read_text() == "1"
