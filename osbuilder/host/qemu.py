@@ -160,7 +160,7 @@ class VM:
     with `socket` (see interactive_serial) the console can also be typed into.
 
     An emulated machine sometimes never comes back from a guest's reset: after the kernel's
-    RESET_LINE, the firmware prints nothing, ever, and QEMU spins (CI of stop 27: OVMF
+    RESET_LINE, the firmware prints nothing, ever, and QEMU spins (CI on 2026-12-04: OVMF
     silent 420 s after an upgrade's reboot; kubevirt/kubevirt#6885 describes the same with
     TCG). Everything the guest does ends before that line, so when the console stays silent
     `reset_silence` seconds after it, wait_for powers the VM off and on again, as a person

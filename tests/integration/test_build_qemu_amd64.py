@@ -106,10 +106,10 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
         assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
-    # boot time (issue 18): the vsock sshd generator is masked (systemd.generator(7): a
-    # /dev/null link of its name in /etc), and the root is read in 128 KiB blocks
-    # and so is Debian's systemd-repart.service, which has no definitions to run and only
-    # starts two module loaders (systemctl mask: a /dev/null link of its name in /etc)
+    # boot time (issue 18): the vsock sshd generator and Debian's systemd-repart.service
+    # (no definitions to run; it only starts module loaders) are masked, a /dev/null link
+    # of their name in /etc (systemd.generator(7), systemctl(1) mask), and the root is
+    # read in 128 KiB blocks
     for masked in ("etc/systemd/system-generators/systemd-ssh-generator",
                    "etc/systemd/system/systemd-repart.service"):
         assert masked in listing
