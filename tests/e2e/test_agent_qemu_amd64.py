@@ -87,8 +87,12 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         vm.login("osb", "s3cret-e2e")
         out = vm.shell("hostname; cat /proc/sys/vm/swappiness; id -nG; "
                        "grep -c dummy /proc/modules; systemctl is-active k3s.service; "
-                       "cat /etc/systemd/timesyncd.conf.d/*.conf")
+                       "cat /etc/systemd/timesyncd.conf.d/*.conf; "
+                       "echo lsm=$(cat /sys/kernel/security/lsm)")
         lines = [line.strip() for line in out.splitlines()]
+        # booted with the kernel's LSMs but bpf (osbuilder/host/kernel_args.py)
+        lsms = next(x for x in lines if x.startswith("lsm=")).removeprefix("lsm=").split(",")
+        assert "apparmor" in lsms and "bpf" not in lsms, out
         assert "node-s1" in lines and "13" in lines, out
         assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
         # resolved starts alongside the agent: restarted by it, it has the configured DNS

@@ -77,6 +77,10 @@ def test_esp_has_systemd_boot_and_slot_a(qemu_amd64_build: Build) -> None:
     assert "sort-key osbuilder\nversion 1\n" in entry
     assert "default osb-*" in fat_read(img, esp, "loader/loader.conf").decode()
     assert "console=ttyS0,115200" in entry
+    # the kernel's LSM list without bpf (osbuilder/host/kernel_args.py): systemd then
+    # does not load its BPF program at every boot
+    lsm = re.search(r"(?:^| )lsm=(\S+)", entry)
+    assert lsm and "apparmor" in lsm[1].split(",") and "bpf" not in lsm[1].split(","), entry
     kernel = fat_read(img, esp, "osb/a/vmlinuz")
     assert kernel[0x202:0x206] == b"HdrS", "vmlinuz is not an x86 bzImage"
     initrd = fat_read(img, esp, "osb/a/initrd.img")

@@ -21,6 +21,7 @@ from osbuilder.bootloaders.systemd_boot.esp import (
     systemd_boot_efi,
 )
 from osbuilder.host.context import BuildContext
+from osbuilder.host.kernel_args import kernel_args
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import root_device
 
@@ -33,7 +34,7 @@ def kernel_options(ctx: BuildContext, slot: str) -> str:
         # partitions are mounted by our initramfs and fstab, not auto-discovered
         "systemd.gpt_auto=0",
         *(f"console={c}" for c in b.kernel.console),
-        *b.kernel.cmdline,
+        *kernel_args(ctx),
     ]
     return " ".join(opts)
 

@@ -26,6 +26,7 @@ class Kernel:
     cmdline: tuple[str, ...]
     console: tuple[str, ...]
     suite: str | None = None  # e.g. trixie-backports; None: the board's suite
+    bpf_lsm: bool = False  # keep the kernel's BPF LSM (osbuilder/host/kernel_args.py)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def load_board_file(path: Path) -> Board:
             cmdline=tuple(d["kernel"]["cmdline"]),
             console=tuple(d["kernel"]["console"]),
             suite=d["kernel"].get("suite"),
+            bpf_lsm=d["kernel"]["bpf_lsm"],
         ),
         initramfs_modules=tuple(d["initramfs_modules"]),
         bootloader=d["bootloader"],

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from osbuilder.host.context import BuildContext
+from osbuilder.host.kernel_args import kernel_args
 from osbuilder.shared import live
 
 
 def options(ctx: BuildContext, source: str, mode: str) -> str:
     k = ctx.board.kernel
-    return live.kernel_options(source, mode, k.console, k.cmdline)
+    return live.kernel_options(source, mode, k.console, kernel_args(ctx))
 
 
 def kernel(ctx: BuildContext) -> Path:

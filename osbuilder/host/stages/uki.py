@@ -18,6 +18,7 @@ import shutil
 from osbuilder.bootloaders.systemd_boot.esp import systemd_boot_efi
 from osbuilder.host import tools_tree
 from osbuilder.host.context import BuildContext
+from osbuilder.host.kernel_args import kernel_args
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import SLOTS, root_device
 from osbuilder.shared.verity import uki_cmdline
@@ -29,7 +30,7 @@ def slot_cmdline(ctx: BuildContext, slot: str) -> str:
     assert ctx.verity is not None
     b = ctx.board
     return uki_cmdline(slot, root_device(b.partition_table, slot), ctx.verity,
-                       ctx.trust.encryption, b.kernel.console, b.kernel.cmdline)
+                       ctx.trust.encryption, b.kernel.console, kernel_args(ctx))
 
 
 def build_ukis(ctx: BuildContext) -> None:

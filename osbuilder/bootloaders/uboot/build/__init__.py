@@ -38,6 +38,7 @@ from osbuilder.bootloaders.uboot.env_file import (
     initial_env,
 )
 from osbuilder.host.context import BuildContext
+from osbuilder.host.kernel_args import kernel_args
 from osbuilder.shared.arches import Arch, arch_facts
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.layout import BOOT_TRIES, SLOT_DIR, SLOTS, root_device
@@ -216,7 +217,7 @@ def kernel_cmdline(ctx: BuildContext) -> str:
     b = ctx.board
     return " ".join([
         "${osb_rootargs}", "rootfstype=squashfs", "ro", "osb.slot=${osb_slot}",
-        "rauc.slot=${osb_slot}", *(f"console={c}" for c in b.kernel.console), *b.kernel.cmdline,
+        "rauc.slot=${osb_slot}", *(f"console={c}" for c in b.kernel.console), *kernel_args(ctx),
     ])
 
 
