@@ -139,3 +139,33 @@ def ext4_read(image: Path, part: Part, path: str, workdir: Path) -> bytes | None
     subprocess.run(["debugfs", "-R", f"dump {path} {out}", str(fs)], capture_output=True)
     fs.unlink()
     return out.read_bytes() if out.exists() else None
+
+
+def newc_files(data: bytes) -> tuple[dict[str, bytes], int]:
+    """Files in a newc cpio archive (name: content), and where the archive ends (no cpio
+    on the host)."""
+    files: dict[str, bytes] = {}
+    pos = 0
+    while pos + 110 <= len(data) and data[pos:pos + 6] == b"070701":
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        filesize, namesize = fields[6], fields[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos = (pos + 110 + namesize + 3) & ~3
+        if name == "TRAILER!!!":
+            pos = (pos + filesize + 3) & ~3
+            break
+        files[name] = data[pos:pos + filesize]
+        pos = (pos + filesize + 3) & ~3
+    return files, pos
+
+
+def initramfs_files(blob: bytes) -> dict[str, bytes]:
+    """An initramfs-tools initrd's files: uncompressed early archives, then one zstd
+    archive."""
+    files: dict[str, bytes] = {}
+    while blob.startswith(b"070701"):
+        found, end = newc_files(blob)
+        files |= found
+        blob = blob[end:].lstrip(b"\0")
+    main = subprocess.run(["zstd", "-dc"], input=blob, check=True, capture_output=True).stdout
+    return files | newc_files(main)[0]

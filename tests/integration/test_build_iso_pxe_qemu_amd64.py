@@ -13,7 +13,15 @@ import yaml
 
 from osbuilder.host.download import sha256_file
 from tests.conftest import INSTALL_CONFIG, Build, osbuilder_build
-from tests.helpers.image import Part, fat_files, fat_read, partitions, probe, read_range
+from tests.helpers.image import (
+    Part,
+    fat_files,
+    fat_read,
+    initramfs_files,
+    partitions,
+    probe,
+    read_range,
+)
 from tests.helpers.k3s_fixture import Served
 
 pytestmark = pytest.mark.integration
@@ -25,32 +33,6 @@ def xorriso(iso: Path, *cmds: str) -> str:
     r = subprocess.run(["xorriso", "-indev", str(iso), *cmds], capture_output=True,
                        text=True, check=True)
     return r.stdout + r.stderr
-
-
-def newc_names(data: bytes) -> tuple[set[str], int]:
-    """File names in a newc cpio archive, and where the archive ends (no cpio tool)."""
-    names, pos = set(), 0
-    while pos + 110 <= len(data) and data[pos:pos + 6] == b"070701":
-        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
-        filesize, namesize = fields[6], fields[11]
-        name = data[pos + 110:pos + 110 + namesize - 1].decode()
-        pos = (pos + 110 + namesize + 3) & ~3
-        pos = (pos + filesize + 3) & ~3
-        if name == "TRAILER!!!":
-            break
-        names.add(name)
-    return names, pos
-
-
-def initramfs_names(blob: bytes) -> set[str]:
-    """initramfs-tools' layout: uncompressed early archives, then one zstd archive."""
-    names: set[str] = set()
-    while blob.startswith(b"070701"):
-        found, end = newc_names(blob)
-        names |= found
-        blob = blob[end:].lstrip(b"\0")
-    main = subprocess.run(["zstd", "-dc"], input=blob, check=True, capture_output=True).stdout
-    return names | newc_names(main)[0]
 
 
 def test_iso_is_hybrid_uefi_with_live_root(live_build: Build, tmp_path: Path) -> None:
@@ -100,7 +82,7 @@ def test_iso_is_hybrid_uefi_with_live_root(live_build: Build, tmp_path: Path) ->
 
 def test_live_initramfs_has_the_live_boot(live_build: Build, tmp_path: Path) -> None:
     initrd = live_build.out / f"{NAME}-pxe.initrd.img"
-    names = initramfs_names(initrd.read_bytes())
+    names = set(initramfs_files(initrd.read_bytes()))
     for f in ("scripts/osblive", "scripts/local-bottom/osbuilder", "usr/lib/osbuilder/busybox"):
         assert f in names, sorted(n for n in names if "osb" in n)
     modules = {Path(n).name for n in names if n.endswith((".ko", ".ko.xz", ".ko.zst"))}

@@ -26,6 +26,7 @@ from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capabili
 from tests.helpers.image import (
     fat_files,
     fat_read,
+    initramfs_files,
     partitions,
     probe,
     read_range,
@@ -86,6 +87,13 @@ def test_esp_has_systemd_boot_and_slot_a(qemu_amd64_build: Build) -> None:
     initrd = fat_read(img, esp, "osb/a/initrd.img")
     assert initrd[:4] == b"\x28\xb5\x2f\xfd" or initrd[:6] == b"070701", "initrd not zstd/cpio"
     assert len(initrd) > 1_000_000
+    in_initrd = initramfs_files(initrd)
+    carried = {Path(n).name.split(".")[0] for n in in_initrd if ".ko" in n}
+    assert {"virtio_blk", "squashfs", "overlay", "vfat", "loop", "dm_verity"} <= carried
+    # none force-loaded at "Loading essential drivers" (initramfs-tools' load_modules
+    # modprobes each line of conf/modules): udev and the kernel load what the boot uses
+    loaded = in_initrd.get("conf/modules", b"").decode().split("\n")
+    assert not [m for m in loaded if m.strip() and not m.startswith("#")], loaded
 
 
 def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
@@ -110,11 +118,14 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
         assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
-    # boot time (issue 18): the vsock sshd generator and Debian's systemd-repart.service
-    # (no definitions to run; it only starts module loaders) are masked, a /dev/null link
-    # of their name in /etc (systemd.generator(7), systemctl(1) mask), and the root is
-    # read in 128 KiB blocks
+    # boot time (issue 18): the vsock sshd generator, cloud-init's generator (the image
+    # ships cloud-init off; tests/e2e/test_data_sources_qemu_amd64.py turns it on) and
+    # Debian's systemd-repart.service (no definitions to run; it only starts module
+    # loaders) are masked, a /dev/null link of their name in /etc (systemd.generator(7),
+    # systemctl(1) mask), and the root is read in 128 KiB blocks
+    assert "etc/cloud/cloud-init.disabled" in listing
     for masked in ("etc/systemd/system-generators/systemd-ssh-generator",
+                   "etc/systemd/system-generators/cloud-init-generator",
                    "etc/systemd/system/systemd-repart.service"):
         assert masked in listing
         assert squash_extract(img, root_a, masked, tmp_path).readlink() == Path("/dev/null")

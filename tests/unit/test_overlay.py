@@ -52,9 +52,14 @@ def test_shipped_overlay_renders(tmp_path: Path, board: str) -> None:
     # growth is osbuilder-grow-data.service's, after the login prompt: not fstab's, which
     # would hold local-fs.target (and the boot) for it
     assert "LABEL=OSB_DATA  /data" in fstab and "x-systemd.growfs" not in fstab
-    modules = (tmp_path / "etc/initramfs-tools/modules").read_text().split()
-    assert {"squashfs", "overlay", "ext4"} <= set(modules)
-    assert set(load_board(board).initramfs_modules) <= set(modules)
+    # carried, not force-loaded: udev and the kernel load them on demand (a file listing
+    # modules would have initramfs-tools modprobe each on every boot)
+    assert not (tmp_path / "etc/initramfs-tools/modules").exists()
+    hook = (tmp_path / "etc/initramfs-tools/hooks/osbuilder").read_text()
+    assert "manual_add_modules squashfs overlay ext4 vfat nls_cp437 nls_ascii\n" in hook
+    carried = " ".join(load_board(board).initramfs_modules)
+    assert f"\nmanual_add_modules {carried}\n" in hook
+    assert os.access(tmp_path / "etc/initramfs-tools/hooks/osbuilder", os.X_OK)
     script = (tmp_path / "etc/initramfs-tools/scripts/local-bottom/osbuilder").read_text()
     assert 'mount -o bind "$D/etc/rancher" "${rootmnt}/etc/rancher"' in script
     assert os.access(tmp_path / "etc/initramfs-tools/scripts/local-bottom/osbuilder", os.X_OK)

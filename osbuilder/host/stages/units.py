@@ -8,6 +8,7 @@ from pathlib import Path
 
 from osbuilder.host.chroot import chroot_run
 from osbuilder.host.context import BuildContext
+from osbuilder.shared.nodeconfig.appliers import data_sources
 
 PRESETS = "usr/lib/systemd/system-preset"
 UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system")
@@ -17,6 +18,12 @@ UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system
 # and VMCI modules on every boot (4 s under emulation before the first unit starts), and
 # a node's sshd listens on the network (ssh.service) anyway.
 MASKED_GENERATORS = ("systemd-ssh-generator",)
+# Masked where the image ships cloud-init off (overlays/data-sources): the generator runs
+# ds-identify (a 2,000-line shell script, and systemd-detect-virt) on every boot only to
+# find the marker file, 0.4 s before the first unit under emulation. When a config names
+# k3os.data_sources the agent removes the marker and starts cloud-init.target itself
+# (node/configure.py), which does not need the generator.
+CLOUD_INIT_GENERATOR = "cloud-init-generator"
 # Units masked in the image (systemctl mask: a link to /dev/null in /etc/systemd/system).
 # Debian's systemd-repart.service (in sysinit.target.wants) never has definitions to run:
 # osbuilder's are in /usr/lib/osbuilder/repart.d, for osbuilder-grow-data.service. Its
@@ -54,7 +61,10 @@ def apply_presets(ctx: BuildContext) -> None:
             chroot_run(ctx.rootfs, ["systemctl", verb, *units], env=ctx.env)
     generators = ctx.rootfs / "etc/systemd/system-generators"
     generators.mkdir(parents=True, exist_ok=True)
-    for link in [generators / n for n in MASKED_GENERATORS] + [
+    masked = [*MASKED_GENERATORS]
+    if (ctx.rootfs / data_sources.DISABLED).exists():
+        masked.append(CLOUD_INIT_GENERATOR)
+    for link in [generators / n for n in masked] + [
             ctx.rootfs / "etc/systemd/system" / n for n in MASKED_UNITS]:
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
