@@ -26,7 +26,8 @@ import pytest
 
 from osbuilder.host.boards import load_board
 from osbuilder.host.qemu import VM, qemu_argv
-from osbuilder.shared.layout import MIB
+from osbuilder.shared.layout import MIB, SLOT_DIR
+from osbuilder.shared.verity import VERITY_FILE, parse_env_text, root_options
 from tests.conftest import require_build_capability
 from tests.helpers.http_files import Served, serve_files
 from tests.helpers.image import fat_files, fat_read, partitions, probe, squash_read
@@ -101,8 +102,15 @@ def test_boots_on_qemu_raspi3b(release: Release, tmp_path: Path) -> None:
     assert args, script
     # QEMU emulates the Pi's watchdog; a TCG guest on a loaded host cannot pet it every
     # 7.5 s (systemd's RuntimeWatchdogSec=15s) and is reset: leave it unarmed here
-    append = (args.group(1).replace("${osb_root}", "PARTUUID=6f736231-02")
+    # ${osb_rootargs} as boot.scr sets it: the slot's root through dm-verity when the
+    # slot has a verity.txt (osbuilder/bootloaders/uboot/build), else the partition
+    verity_txt = f"{SLOT_DIR}/a/{VERITY_FILE}"
+    verity = (parse_env_text(fat_read(disk, boot, verity_txt).decode())
+              if verity_txt in fat_files(disk, boot) else None)
+    rootargs = " ".join(root_options(verity, "PARTUUID=6f736231-02"))
+    append = (args.group(1).replace("${osb_rootargs}", rootargs)
               .replace("${osb_slot}", "a").replace("${OSB_ARGS}", "systemd.watchdog_sec=off"))
+    assert "${" not in append, append
     log0, log1 = tmp_path / "pl011.log", tmp_path / "miniuart.log"
     argv = ["qemu-system-aarch64", "-M", "raspi3b", "-accel", "tcg,thread=single",
             "-kernel", str(tmp_path / "vmlinuz"), "-initrd", str(tmp_path / "initrd.img"),

@@ -83,6 +83,17 @@ def test_the_password_chosen_at_first_login_is_kept(node: AgentPaths, ph: Any) -
     assert shadow(node.root)["osb"][1] == chosen
 
 
+def test_a_password_that_arrives_later_is_not_expired(node: AgentPaths, ph: Any) -> None:
+    """A diskless PXE node: `boot` finds no password and shows a one-time one (expired);
+    `online` then applies the config_url config, which sets a password: logging in with
+    it must not demand a new one (tests/e2e/test_pxe_qemu_amd64.py logs in with it)."""
+    boot(node, {})
+    assert shadow(node.root)["osb"][2] == "0"
+    assert boot(node, {"k3os": {"password": "from-config-url"}}, new=False) == (None, [])
+    f = shadow(node.root)["osb"]
+    assert ph.sha512_crypt.verify("from-config-url", f[1]) and f[2] == ""
+
+
 def test_a_config_password_or_keys_means_no_one_time_password(node: AgentPaths) -> None:
     assert boot(node, {"ssh_authorized_keys": ["ssh-ed25519 AAAA x"]}) == (None, [])
     assert shadow(node.root)["osb"][1] == "!"  # locked: keys only

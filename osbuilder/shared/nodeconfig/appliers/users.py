@@ -82,6 +82,12 @@ def set_shadow(text: str, hashes: dict[str, str]) -> str:
         f = line.split(":")
         if f[0] in hashes and len(f) > 1:
             f[1] = hashes[f[0]]
+            if len(f) > 2 and f[2] == "0":
+                # a password that was expired, as this boot's one-time password is (last
+                # change on day 0: node/first_login.py), when a config applied later
+                # (`online`: config_url, cloud user-data) sets one: not to be changed at
+                # login. An empty field turns password aging off (shadow(5)).
+                f[2] = ""
             done.add(f[0])
             line = ":".join(f)
         out.append(line)
