@@ -19,6 +19,9 @@ import re
 from osbuilder.host.context import BuildContext
 
 _CONFIG_LSM = re.compile(r'^CONFIG_LSM="([a-z0-9_,]*)"$', re.M)
+# Debian's kernel configs are about 280 KB; a rootfs from a tarball could hold anything:
+# only this much is read (a CONFIG_LSM beyond it is not found, and the kernel keeps its own)
+MAX_KERNEL_CONFIG_BYTES = 4 << 20
 
 
 def lsm_without_bpf(kernel_config: str) -> str | None:
@@ -39,5 +42,8 @@ def kernel_args(ctx: BuildContext) -> tuple[str, ...]:
         return k.cmdline  # the board decides
     assert ctx.kernel_version, "the rootfs stage names the kernel"
     config = ctx.rootfs / f"boot/config-{ctx.kernel_version}"
-    lsm = lsm_without_bpf(config.read_text(errors="replace")) if config.is_file() else None
+    if not config.is_file():
+        return k.cmdline
+    with config.open("rb") as f:
+        lsm = lsm_without_bpf(f.read(MAX_KERNEL_CONFIG_BYTES).decode(errors="replace"))
     return (*k.cmdline, lsm) if lsm else k.cmdline

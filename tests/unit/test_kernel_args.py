@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from osbuilder.host.boards import Board, load_board, load_board_file
 from osbuilder.host.context import BuildContext
-from osbuilder.host.kernel_args import kernel_args, lsm_without_bpf
+from osbuilder.host.kernel_args import MAX_KERNEL_CONFIG_BYTES, kernel_args, lsm_without_bpf
 
 DEBIAN_TRIXIE = ('CONFIG_BPF_LSM=y\n'
                  'CONFIG_LSM="landlock,lockdown,yama,loadpin,safesetid,integrity,apparmor,'
@@ -78,6 +78,15 @@ def test_board_keeps_the_bpf_lsm_or_sets_its_own_list(tmp_path: Path) -> None:
 def test_rootfs_without_a_kernel_config_gets_the_board_args(tmp_path: Path) -> None:
     board = load_board("rpi-arm64")
     assert kernel_args(ctx_for(tmp_path, board, None)) == board.kernel.cmdline
+
+
+def test_kernel_config_is_read_up_to_its_bound(tmp_path: Path) -> None:
+    board = load_board("qemu-amd64")
+    pad = "# padding\n" * (MAX_KERNEL_CONFIG_BYTES // 10)
+    assert kernel_args(ctx_for(tmp_path / "in", board, DEBIAN_TRIXIE + pad)) == \
+        ("quiet", WITHOUT_BPF)
+    # past the bound: not read, so no lsm= (the kernel starts its own list)
+    assert kernel_args(ctx_for(tmp_path / "past", board, pad + DEBIAN_TRIXIE)) == ("quiet",)
 
 
 def test_board_file_option(tmp_path: Path) -> None:
