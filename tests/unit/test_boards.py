@@ -62,6 +62,13 @@ def test_wrong_type(tmp_path: Path) -> None:
         load_board_file(write_board(tmp_path, sizes={"root_mib": "big"}))
 
 
+def test_initramfs_modules_are_module_names(tmp_path: Path) -> None:
+    # rendered into the initramfs hook, a shell script run as root at build time
+    # (overlays/common/etc/initramfs-tools/hooks/osbuilder.j2)
+    with pytest.raises(OsbError, match=r"at initramfs_modules\[1\]: .*does not match"):
+        load_board_file(write_board(tmp_path, initramfs_modules=["nvme", "nvme; reboot"]))
+
+
 def test_wrong_enum(tmp_path: Path) -> None:
     with pytest.raises(OsbError, match=r'at arch: "mips64el" is not one of "amd64"'):
         load_board_file(write_board(tmp_path, arch="mips64el"))
