@@ -11,9 +11,18 @@ boots, by the same QEMU command line (osbuilder.host.qemu.qemu_argv).
   standard boot finds the extlinux file, as it finds osbuilder's boot.scr.
 
 Debian's defaults stay: initramfs-tools with MODULES=most, every unit Debian enables, no
-network configuration. The disk is made loop-free like osbuilder's (mkfs.ext4 -d,
-mkfs.vfat + mcopy, sfdisk, dd at offsets). The rootfs tarball is cached by its mmdebstrap
-command line; the console login is root / ROOT_PASSWORD, the host name `stock`.
+network configuration. With `services`, the second reference of `make bench`: the same plus
+the services osbuilder's image starts before its login prompt and minbase has not
+(SERVICES: D-Bus, sshd, systemd-resolved and systemd-timesyncd, each enabled by its
+package, and systemd-networkd with DHCP on the wired links), so that a boot's time is
+split between those services and what osbuilder adds itself. The host keys that
+openssh-server's package made at build time are removed: as on osbuilder's nodes, each
+machine makes its own at its first boot (Debian's sshd-keygen.service, before sshd;
+the image's machine-id says `uninitialized`, so its first boot is one).
+
+The disk is made loop-free like osbuilder's (mkfs.ext4 -d, mkfs.vfat + mcopy, sfdisk, dd at
+offsets). The rootfs tarball is cached by its mmdebstrap command line; the console login
+is root / ROOT_PASSWORD, the host name `stock`.
 """
 
 from __future__ import annotations
@@ -43,6 +52,14 @@ CUSTOMIZE = [
     f'printf "127.0.0.1 localhost\\n127.0.1.1 {HOSTNAME}\\n" > "$1/etc/hosts"',
     f'echo root:{ROOT_PASSWORD} | chroot "$1" chpasswd',
 ]
+SERVICES = ["dbus", "openssh-server", "systemd-resolved", "systemd-timesyncd"]
+SERVICES_CUSTOMIZE = [
+    'mkdir -p "$1/etc/systemd/network"',
+    'printf "[Match]\\nName=en* eth*\\n\\n[Network]\\nDHCP=yes\\n"'
+    ' > "$1/etc/systemd/network/20-wired.network"',
+    'systemctl --root="$1" enable systemd-networkd.service',
+    'rm -f "$1"/etc/ssh/ssh_host_*',
+]
 
 
 def uefi(board: Board) -> bool:
@@ -50,17 +67,20 @@ def uefi(board: Board) -> bool:
     return bootloader(board.bootloader).uefi
 
 
-def packages(board: Board) -> list[str]:
+def packages(board: Board, services: bool = False) -> list[str]:
     base = ["systemd-sysv", "udev", "login", board.kernel.package]
-    return base + (["systemd-boot-efi"] if uefi(board) else [])
+    return (base + (["systemd-boot-efi"] if uefi(board) else [])
+            + (SERVICES if services else []))
 
 
-def mmdebstrap_argv(board: Board, root_spec: str, out: Path) -> list[str]:
+def mmdebstrap_argv(board: Board, root_spec: str, out: Path,
+                    services: bool = False) -> list[str]:
     fstab = f'echo "{root_spec} / ext4 rw,errors=remount-ro 0 1" > "$1/etc/fstab"'
+    hooks = [*CUSTOMIZE, fstab, *(SERVICES_CUSTOMIZE if services else [])]
     return ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
             f"--architectures={board.arch}", "--components=main",
-            f"--include={','.join(packages(board))}",
-            *[f"--customize-hook={h}" for h in [*CUSTOMIZE, fstab]],
+            f"--include={','.join(packages(board, services))}",
+            *[f"--customize-hook={h}" for h in hooks],
             board.suite, str(out), board.mirror]
 
 
@@ -70,18 +90,19 @@ def root_spec(board: Board) -> str:
     return f"PARTUUID={MBR_DISK_ID[2:]}-02"
 
 
-def rootfs_tarball(board: Board, cache: Path, env: dict[str, str]) -> Path:
+def rootfs_tarball(board: Board, cache: Path, env: dict[str, str],
+                   services: bool = False) -> Path:
     """mmdebstrap's tarball of the stock root, cached by its command line."""
     cache.mkdir(parents=True, exist_ok=True)
     spec = root_spec(board)
-    key = hashlib.sha256(json.dumps(mmdebstrap_argv(board, spec, Path("OUT"))).encode()
-                         ).hexdigest()[:16]
+    argv = mmdebstrap_argv(board, spec, Path("OUT"), services)
+    key = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
     tarball = cache / f"stock-{board.arch}-{key}.tar"
     if not tarball.is_file():
         ensure_binfmt(board.arch)
         part = tarball.with_name(tarball.name + ".part")
         try:
-            run(mmdebstrap_argv(board, spec, part), env=env)
+            run(mmdebstrap_argv(board, spec, part, services), env=env)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
@@ -120,12 +141,13 @@ def boot_files(board: Board, root: Path, esp: Path, args: str) -> None:
 
 
 def build_stock_image(board: Board, cache: Path, out: Path,
-                      console: str | None = None) -> Path:
+                      console: str | None = None, services: bool = False) -> Path:
     """The stock disk image of board's suite, arch and kernel at out; console: the one
-    console= to use instead of the board's (e.g. ttyAMA0 on QEMU's virt machine)."""
+    console= to use instead of the board's (e.g. ttyAMA0 on QEMU's virt machine);
+    services: with the node's services (SERVICES)."""
     env = {"SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "1700000000"),
            "LC_ALL": "C.UTF-8"}
-    tarball = rootfs_tarball(board, cache, env)
+    tarball = rootfs_tarball(board, cache, env, services)
     with tempfile.TemporaryDirectory(prefix="osb-stock-", dir=out.parent) as tmp:
         work = Path(tmp)
         root, esp = work / "root", work / "esp"
@@ -133,6 +155,8 @@ def build_stock_image(board: Board, cache: Path, out: Path,
         esp.mkdir()
         run(["tar", "-C", root, "--numeric-owner", "--xattrs", "--xattrs-include=*",
              "-xpf", tarball])
+        if services:  # a first boot (machine-id(5)), for sshd-keygen's ConditionFirstBoot
+            (root / "etc/machine-id").write_text("uninitialized\n")  # mmdebstrap empties it
         boot_files(board, root, esp, kernel_args(board, console))
         fat, ext4 = work / "esp.vfat", work / "root.ext4"
         run(["mkfs.vfat", "-C", fat, str(ESP_MIB * 1024), "-F", "32", "-n", "BOOT"])
