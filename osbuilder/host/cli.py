@@ -11,13 +11,8 @@ from osbuilder import __version__
 from osbuilder.host import settings
 from osbuilder.host.boards import board_names
 from osbuilder.host.formats import FORMATS
-from osbuilder.shared.cli_base import (
-    completer,
-    enable_completion,
-    main_parser,
-    run_guarded,
-    sub_parsers,
-)
+from osbuilder.shared.cli_base import completer, enable_completion, main_parser, sub_parsers
+from osbuilder.shared.cli_guard import run_guarded
 
 EPILOG = """\
 examples:

@@ -4,19 +4,26 @@ config was refused or an applier failed (the node then runs its last good config
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from osbuilder import __version__
 from osbuilder.node import status
 from osbuilder.node.paths import AgentPaths
-from osbuilder.shared.cli_base import enable_completion, main_parser, run_guarded, sub_parsers
+from osbuilder.shared.cli_guard import run_guarded
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from osbuilder.shared.cli_base import main_parser, sub_parsers
+
     parser = main_parser("osbuilder-agent", "osbuilder node agent (runs on the node)",
                          __version__)
     sub = sub_parsers(parser, "command")
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         # every boot, before the login prompt (osbuilder-boot.service): no parser, whose
         # 18 sub-parsers took 2.7 s of a 17.7 s second-boot run under emulation
         return run_guarded("osbuilder-agent", lambda: boot_command(AgentPaths()), False)
+    from osbuilder.shared.cli_base import enable_completion
+
     parser = build_parser()
     enable_completion(parser)
     args = parser.parse_args(argv)

@@ -15,7 +15,6 @@ changes) keeps the password chosen at that login.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +38,8 @@ def record_path(paths: AgentPaths) -> Path:
 
 
 def new_password() -> str:
+    import secrets  # only when a password is made, not at every boot
+
     return "-".join("".join(secrets.choice(ALPHABET) for _ in range(GROUP_LEN))
                     for _ in range(GROUPS))
 

@@ -5,7 +5,7 @@ after `os.Hostname()` when --node-name is empty)."""
 
 from __future__ import annotations
 
-import socket
+import os
 from pathlib import Path
 
 K3S_CONFIG = Path("/etc/rancher/k3s/config.yaml")
@@ -21,4 +21,4 @@ def node_name(k3s_config: Path = K3S_CONFIG, hostname: str | None = None) -> str
     name = cfg.get("node-name") if isinstance(cfg, dict) else None
     if isinstance(name, list):  # the config file's form of a repeated flag: the last wins
         name = name[-1] if name else None
-    return str(name) if name else (hostname or socket.gethostname()).lower()
+    return str(name) if name else (hostname or os.uname().nodename).lower()

@@ -1,22 +1,20 @@
 """What both command lines (`osbuilder`, `osbuilder-agent`) share: a parser that suggests
 the name you meant, global flags accepted before or after the subcommand, shell
-completion when argcomplete is installed, and one wall that turns every failure into one
-line and a documented exit code (osbuilder.shared.errors.ExitCode), never a traceback.
+completion when argcomplete is installed. The wall every command runs inside is
+osbuilder.shared.cli_guard (no argparse: the node's `boot` runs without a parser).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import logging
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from osbuilder.shared.errors import ExitCode, OsbError, exit_codes_text
+from osbuilder.shared.errors import ExitCode, exit_codes_text
 
 # argparse's message for a bad choice (Python 3.11-3.13 spell it the same way)
 INVALID_CHOICE = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
@@ -95,32 +93,3 @@ def enable_completion(parser: argparse.ArgumentParser) -> None:
     except ImportError:
         return
     argcomplete.autocomplete(parser)
-
-
-def run_guarded(prog: str, command: Callable[[], int], verbose: bool) -> int:
-    """Run a parsed command; every failure is one line on stderr and its exit code."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(name)s: %(message)s")
-    try:
-        return command()
-    except OsbError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except BrokenPipeError:
-        # the reader went away (`osbuilder boards | head -1`): nothing left to say
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return ExitCode.FAILED
-    except OSError as exc:  # a file or device the command was pointed at
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{prog}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    except Exception as exc:  # a bug: one line, the traceback only when asked for
-        if verbose:
-            traceback.print_exc()
-        print(f"{prog}: internal error: {type(exc).__name__}: {str(exc)[:300]} (run with -v "
-              "for the traceback, and please report it)", file=sys.stderr)
-        return ExitCode.FAILED

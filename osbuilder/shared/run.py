@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -84,6 +82,8 @@ def stream(argv: Sequence[str | Path]) -> Iterator[IO[bytes]]:
     writer); leaving the block waits for the command and raises CommandError if it failed.
     If the block raises, the command is killed. stderr goes to a temp file: a pipe nobody
     reads could fill and stall the command."""
+    import tempfile  # here: the node agent's boot runs commands, never stream()
+
     args = [str(a) for a in argv]
     log.debug("$ %s |", " ".join(args))
     with tempfile.TemporaryFile() as err:
@@ -116,6 +116,8 @@ def output(argv: Sequence[str | Path], **kwargs: object) -> str:
 
 def require_tools(tools: Mapping[str, str]) -> None:
     """Fail early, naming every missing host tool and the Debian package that has it."""
+    import shutil
+
     missing = [f"{tool} (apt-get install {pkg})" for tool, pkg in tools.items()
                if shutil.which(tool) is None]
     if missing:

@@ -295,3 +295,30 @@ def test_boot_status_line_leaves_the_upgrade_code_unimported(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]", out  # nor the config model: `status` judges nothing
+
+
+def test_boot_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """`boot` runs before the login prompt on every boot, where each module costs tens of
+    milliseconds under emulation (docs/benchmarks.md): no parser, no temp-file or socket
+    module, nothing only some configs need (random names, IP address checks). The
+    boot measured is a second one: the first judged the config (the validator's imports)."""
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    boot(paths, FACTS)
+    (paths.root / "etc/hostname").unlink()
+    fields = json.dumps({k: str(v) for k, v in vars(paths).items()})
+    code = ("import json, sys; from pathlib import Path\n"
+            "before = set(sys.modules)  # the interpreter's own start (site) is not boot's\n"
+            "import osbuilder.node.agent_cli\n"
+            "from osbuilder.node import configure\n"
+            "from osbuilder.node.paths import AgentPaths\n"
+            "from osbuilder.shared.nodeconfig.facts import Facts\n"
+            f"paths = AgentPaths(**{{k: Path(v) for k, v in json.loads({fields!r}).items()}})\n"
+            "configure.boot(paths, Facts(('52:54:00:ab:cd:ef',), (), None, None),\n"
+            "               commands=lambda *a: [])\n"
+            "print('loaded:', *sorted(m for m in ('argparse', 'difflib', 'tempfile', 'shutil',\n"
+            "    'socket', 'secrets', 'random', 'ipaddress', 'bz2', 'lzma', 'jsonschema')\n"
+            "    if m in set(sys.modules) - before))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert (paths.root / "etc/hostname").read_text().strip() == "n1", out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "loaded:", out.stdout

@@ -102,6 +102,20 @@ def test_write_atomic_replaces_a_symlink_instead_of_following_it(tmp_path: Path)
     assert victim.read_text() == "keep" and not link.is_symlink()
 
 
+def test_write_atomic_temp_name_taken_by_a_planted_symlink(tmp_path: Path) -> None:
+    """The temp file is made with O_EXCL: a symlink someone planted at its name (in a
+    directory the user owns, such as ~/.ssh) is neither followed nor written through."""
+    import os
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    target = tmp_path / "authorized_keys"
+    (tmp_path / f".authorized_keys.{os.getpid()}-0.tmp").symlink_to(victim)
+    assert write_atomic(target, "key\n", 0o600)
+    assert victim.read_text() == "keep" and target.read_text() == "key\n"
+    assert mode(target) == 0o600 and not target.is_symlink()
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="chown needs root (the agent runs as root)")
 def test_write_atomic_sets_and_checks_owner(tmp_path: Path) -> None:
     f = tmp_path / "f"

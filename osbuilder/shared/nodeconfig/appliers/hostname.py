@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from pathlib import Path
 
 from osbuilder.shared.file_writes import HEADER, write_atomic
@@ -31,6 +30,8 @@ def _generated(facts: Facts, root: Path) -> str:
     if re.fullmatch(r"[0-9a-f]{6,}", machine_id):
         return PREFIX + machine_id[:6]
     # No NIC and no machine-id (a container, say): random, and kept like any other.
+    import secrets  # only for a node without a name: not imported at every boot
+
     return PREFIX + secrets.token_hex(3)
 
 

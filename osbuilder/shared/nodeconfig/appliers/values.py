@@ -3,7 +3,6 @@ names the config key, since that is what the user has to fix."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 from osbuilder.shared.errors import OsbError
@@ -27,6 +26,10 @@ def server_list(values: tuple[str, ...], key: str) -> str:
 
 
 def ip_address(value: str, key: str) -> str:
+    # imported here: only a config with static addresses needs it, and every boot pays
+    # for each import under emulation
+    import ipaddress
+
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -37,6 +40,8 @@ def ip_interface(value: str, key: str) -> str:
     """An address with its prefix length, as networkd's Address= wants."""
     if "/" not in value:
         raise OsbError(f"{key}: {value!r} needs a prefix length, e.g. 192.168.1.10/24")
+    import ipaddress
+
     try:
         return str(ipaddress.ip_interface(value))
     except ValueError:
