@@ -35,12 +35,13 @@ def qemu_argv(
     board: Board, disk: Path, vars_copy: Path, *, serial: str = "mon:stdio",
     host_forwards: tuple[str, ...] = (), guest_forwards: tuple[str, ...] = (),
     extra: tuple[str, ...] = (), accel: str | None = None, nic_options: tuple[str, ...] = (),
-    secure_boot: bool = False, tpm: Path | None = None,
+    secure_boot: bool = False, tpm: Path | None = None, network: bool = True,
 ) -> list[str]:
     """argv for one VM; vars_copy is this VM's private copy of the UEFI variable store.
     nic_options: more user-network options, e.g. tftp=DIR and bootfile=NAME (PXE).
     secure_boot: the board's Secure Boot firmware (its variables start in setup mode);
-    tpm: the control socket of a swtpm (Swtpm below), the VM's TPM 2.0."""
+    tpm: the control socket of a swtpm (Swtpm below), the VM's TPM 2.0; network=False: no
+    network card at all (a board without its cable)."""
     q = board.qemu
     if q is None:
         raise OsbError(f"{board.source}: board has no `qemu:` section; it cannot be emulated")
@@ -81,7 +82,7 @@ def qemu_argv(
         argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
     argv += [
         "-drive", f"if=virtio,format=raw,file={disk}",
-        "-nic", nic,
+        "-nic", nic if network else "none",
         "-display", "none", "-serial", serial, "-monitor", "none",
         *extra,
     ]

@@ -19,6 +19,9 @@ CONFIG_ON_MEDIUM = "osb/config.yaml"
 # osb.mode=: install without install.device asks on the console; migrate turns a disk
 # k3OS installed into an osbuilder disk in place (osbuilder-agent migrate-k3os)
 MODES = ("live", "install", "migrate")
+# Pulled in by the live kernel command line only (systemd.wants=, systemd-debug-generator(8)):
+# enabled, it would hold every node's login prompt until the network is online (its unit).
+INSTALL_UNIT = "osbuilder-install.service"
 
 
 def template_vars() -> dict[str, str]:
@@ -34,4 +37,5 @@ def kernel_options(source: str, mode: str, console: Sequence[str], extra: Sequen
         raise ValueError(f"live mode {mode!r}: expected one of {', '.join(MODES)}")
     return " ".join(["boot=osblive", f"osb.live={source}", f"osb.slot={SLOT}",
                      f"osb.mode={mode}", "ro", "systemd.gpt_auto=0",
-                     *(f"console={c}" for c in console), *extra])
+                     f"systemd.wants={INSTALL_UNIT}", *(f"console={c}" for c in console),
+                     *extra])

@@ -128,6 +128,7 @@ def test_live_cmdline_is_control_not_config() -> None:
 def test_live_kernel_options() -> None:
     opts = live.kernel_options("http://h/x.squashfs", "install", ["ttyS0,115200"], ["quiet"])
     assert opts == ("boot=osblive osb.live=http://h/x.squashfs osb.slot=live "
-                    "osb.mode=install ro systemd.gpt_auto=0 console=ttyS0,115200 quiet")
+                    "osb.mode=install ro systemd.gpt_auto=0 "
+                    "systemd.wants=osbuilder-install.service console=ttyS0,115200 quiet")
     with pytest.raises(ValueError, match="expected one of live, install"):
         live.kernel_options("OSB_LIVE", "disk", [], [])
