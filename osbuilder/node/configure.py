@@ -56,6 +56,7 @@ from osbuilder.shared.nodeconfig.sources import (
 from osbuilder.shared.run import run
 
 URL_TRIES = 5
+ONLINE_UNIT = "osbuilder-online.service"
 
 
 @dataclass
@@ -174,8 +175,9 @@ def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
     return errors
 
 
-def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
-    """Tell the running system (only on a real node, root == /)."""
+def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths, online: bool) -> None:
+    """Tell the running system (only on a real node, root == /); online: start `online`,
+    which has work to do."""
     if str(paths.root) != "/":
         return
     try:
@@ -194,7 +196,10 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths) -> None:
         run(["systemctl", "start", "--no-block", "cloud-init.target"], check=False)
     if units:
         run(["systemctl", "restart", "--no-block", *units], check=False)
-    run(["systemctl", "start", "--no-block", k3s_applier.unit_for(cfg)], check=False)
+    # `online` is started here, not enabled (its unit says why); queued before k3s, which
+    # is ordered after it
+    later = [ONLINE_UNIT] if online else []
+    run(["systemctl", "start", "--no-block", *later, k3s_applier.unit_for(cfg)], check=False)
 
 
 # runs a stage's user commands, returns one warning per failure (tests record instead)
@@ -234,8 +239,7 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
         write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
     out.warnings += commands("boot_cmd", cfg.boot_cmd, dict(cfg.k3s.environment))
-    mark_later_work(cfg, paths)
-    activate(cfg, name, paths)
+    activate(cfg, name, paths, online=mark_later_work(cfg, paths))
     note = f" ({kept})" if kept else ""
     say(f"applied config{note} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
@@ -258,10 +262,12 @@ def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
     return work
 
 
-def mark_later_work(cfg: NodeConfig, paths: AgentPaths) -> None:
+def mark_later_work(cfg: NodeConfig, paths: AgentPaths) -> bool:
+    """Leave the markers of the later units; True when `online` has work to do."""
     work = online_work(cfg, paths)
     write_or_remove(paths.online_marker, "\n".join(work) + "\n" if work else None)
     write_or_remove(paths.run_cmd_marker, "run_cmd\n" if cfg.run_cmd else None)
+    return bool(work)
 
 
 def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: str,

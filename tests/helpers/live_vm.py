@@ -26,13 +26,15 @@ def cdrom(iso: Path, bootindex: int = 0) -> tuple[str, ...]:
 
 
 def vm(disk: Path, tmp_path: Path, log: str, extra: tuple[str, ...] = (), *,
-       guest_forwards: tuple[str, ...] = (), nic_options: tuple[str, ...] = ()) -> VM:
+       guest_forwards: tuple[str, ...] = (), nic_options: tuple[str, ...] = (),
+       network: bool = True) -> VM:
     """A qemu-amd64 VM on disk with a typed console logged to tmp_path/<log>.log; every VM
-    of one test shares tmp_path/vars.fd (the UEFI boot entries an install adds)."""
+    of one test shares tmp_path/vars.fd (the UEFI boot entries an install adds);
+    network=False: no network card."""
     serial, chardev = interactive_serial(tmp_path / f"{log}.sock")
     argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
                      extra=(*chardev, *extra), guest_forwards=guest_forwards,
-                     nic_options=nic_options)
+                     nic_options=nic_options, network=network)
     return VM(argv, tmp_path / f"{log}.log", tmp_path / f"{log}.sock")
 
 
