@@ -20,7 +20,7 @@ CONFIG_ON_MEDIUM = "osb/config.yaml"
 # k3OS installed into an osbuilder disk in place (osbuilder-agent migrate-k3os)
 MODES = ("live", "install", "migrate")
 # Pulled in by the live kernel command line only (systemd.wants=, systemd-debug-generator(8)):
-# enabled, it would hold every node's login prompt until the network is online (its unit).
+# a node's boot has no job of it (its unit says why that matters).
 INSTALL_UNIT = "osbuilder-install.service"
 
 

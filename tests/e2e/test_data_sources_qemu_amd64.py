@@ -3,7 +3,8 @@ the agent turns it on for the names the config lists (issue 16). `cdrom`: a NoCl
 CD (label cidata), k3OS's linuxkit probe read CDs the same way (rancher/k3os
 overlay/etc/init.d/cloud-config, linuxkit pkg/metadata provider_cdrom.go). `openstack`: a
 config drive (label config-2), one of the two places cloud-init's OpenStack support
-reads. The user-data is a k3OS config; `online` applies it when cloud-init stored it.
+reads. The user-data is a k3OS config; `online` applies it when cloud-init stored it,
+before the login prompt, which then names the host the user-data names.
 
 k3s is a stand-in (TEST DOUBLE, tests/helpers/k3s_fixture.py)."""
 
