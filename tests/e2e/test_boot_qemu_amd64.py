@@ -42,11 +42,11 @@ def stock_image(build_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return build_stock_image(load_board("qemu-amd64"), build_cache / "stock", out)
 
 
-def boot(image: Path, work: Path) -> VM:
+def boot(image: Path, work: Path, network: bool = True) -> VM:
     work.mkdir()
     disk = scratch_disk(image, work / "disk.img", f"{DISK_GIB}G")
     argv = qemu_argv(load_board("qemu-amd64"), disk, work / "vars.fd",
-                     serial=f"file:{work / 'console.log'}")
+                     serial=f"file:{work / 'console.log'}", network=network)
     return VM(argv, work / "console.log")
 
 
@@ -112,12 +112,7 @@ def test_login_prompt_does_not_wait_for_the_network(qemu_amd64_build: Build,
     `online` wait for the target, nothing before the gettys may. Measured with the image
     before this was fixed: the prompt came 164 s after power-on, just after the console's
     "[FAILED] Failed to start systemd-networkd-w... Wait for Network to be Configured."."""
-    work = tmp_path / "offline"
-    work.mkdir()
-    disk = scratch_disk(qemu_amd64_build.image, work / "disk.img", f"{DISK_GIB}G")
-    argv = qemu_argv(load_board("qemu-amd64"), disk, work / "vars.fd",
-                     serial=f"file:{work / 'console.log'}", network=False)
-    with VM(argv, work / "console.log") as vm:
+    with boot(qemu_amd64_build.image, tmp_path / "offline", network=False) as vm:
         vm.wait_for(r"osbuilder-agent: applied config", BOOT_TIMEOUT_S)
         vm.wait_for(r"\S+ login:", BOOT_TIMEOUT_S)
         login = vm.elapsed()

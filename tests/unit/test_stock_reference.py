@@ -9,7 +9,12 @@ from pathlib import Path
 from bench.boot_compare import figures
 from bench.boots import Boot
 from osbuilder.host.boards import load_board
-from tests.helpers.stock_debian import SERVICES, mmdebstrap_argv, root_spec
+from tests.helpers.stock_debian import (
+    SERVICES,
+    SERVICES_CUSTOMIZE,
+    mmdebstrap_argv,
+    root_spec,
+)
 
 
 def included(argv: list[str]) -> set[str]:
@@ -23,8 +28,9 @@ def test_the_services_reference_adds_the_services_and_nothing_else() -> None:
     assert included(plain) | set(SERVICES) == included(with_services)
     assert not included(plain) & set(SERVICES)
     hooks = [a for a in with_services if a.startswith("--customize-hook=")]
-    assert [h for h in plain if h.startswith("--customize-hook=")] == hooks[:len(hooks) - 4]
-    added = "\n".join(hooks[-4:])
+    n = len(SERVICES_CUSTOMIZE)
+    assert [h for h in plain if h.startswith("--customize-hook=")] == hooks[:len(hooks) - n]
+    added = "\n".join(hooks[-n:])
     # DHCP on the wired links by systemd-networkd, as osbuilder's nodes; each machine
     # makes its own sshd host keys at its first boot
     assert "Name=en* eth*" in added and "DHCP=yes" in added
