@@ -160,10 +160,14 @@ def enrolled(signed: Build, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         fields2 = status_fields(vm.wait_for(STATUS, 300).group(1))
         node.login()
         _, status2 = node.sh("sudo osbuilder-agent status")
+        # the AES that dm-crypt took when the initramfs opened the data: /proc/crypto's
+        # refcnt of a driver counts its registration and each transform in use
+        _, aes = node.sh("awk '/^driver/ {d = $3} /^refcnt/ && $3 > 1 {print \"aes \" d \" \" $3}'"
+                         " /proc/crypto")
         console = (node.folder / "console-1.log").read_text(errors="replace") + vm.console()
         node.poweroff()
         yield Enrolled(node, key, {**fields, **{f"2nd.{k}": v for k, v in fields2.items()}},
-                       status + "\n" + lsblk + "\n" + status2, t1, t2, console)
+                       status + "\n" + lsblk + "\n" + status2 + "\n" + aes, t1, t2, console)
     finally:
         node.stop()
 
@@ -189,6 +193,12 @@ def test_first_boot_enrolls_keys_encrypts_data_and_applies_config(enrolled: Enro
     # the key is on the console once, and no second boot shows it again
     assert c.count(enrolled.recovery_key) == 1
     assert re.search(r"/dev/mapper/osb-data\s+ext4", enrolled.status), enrolled.status
+    # the data is encrypted with AES-NI, not the generic C code: dm-crypt keeps the AES it
+    # finds at open, so aesni_intel must be loaded and self-tested in the initramfs by then
+    # (its udev loads it for the CPU's AES flag; loaded by name just before the open, the
+    # data was opened with aes-generic)
+    in_use = re.findall(r"aes (\S+) \d+\r?$", enrolled.status, re.M)
+    assert [d for d in in_use if d.startswith("xts-aes-aesni")], " ".join(in_use)
     print(f"\nsigned first boot to applied config: {enrolled.first_applied:.0f} s (TCG, incl. "
           f"key enrollment reset and LUKS format); second boot: {enrolled.second_applied:.0f} s")
 

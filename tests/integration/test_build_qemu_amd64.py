@@ -119,13 +119,17 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
         assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
-    # boot time (issue 18): the vsock sshd generator, cloud-init's generator (the image
-    # ships cloud-init off; tests/e2e/test_data_sources_qemu_amd64.py turns it on) and
+    # boot time (issue 18): the vsock sshd generator, the crypttab/integritytab/veritytab
+    # generators (the initramfs opens verity and LUKS2 itself), cloud-init's generator (the
+    # image ships cloud-init off; tests/e2e/test_data_sources_qemu_amd64.py turns it on) and
     # Debian's systemd-repart.service (no definitions to run; it only starts module
     # loaders) are masked, a /dev/null link of their name in /etc (systemd.generator(7),
     # systemctl(1) mask), and the root is read in 128 KiB blocks
     assert "etc/cloud/cloud-init.disabled" in listing
     for masked in ("etc/systemd/system-generators/systemd-ssh-generator",
+                   "etc/systemd/system-generators/systemd-cryptsetup-generator",
+                   "etc/systemd/system-generators/systemd-integritysetup-generator",
+                   "etc/systemd/system-generators/systemd-veritysetup-generator",
                    "etc/systemd/system-generators/cloud-init-generator",
                    "etc/systemd/system/systemd-repart.service"):
         assert masked in listing

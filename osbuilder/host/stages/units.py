@@ -17,7 +17,13 @@ UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system
 # and an AF_UNIX socket, for VMs and containers; its probe of AF_VSOCK loads the vsock
 # and VMCI modules on every boot (4 s under emulation before the first unit starts), and
 # a node's sshd listens on the network (ssh.service) anyway.
-MASKED_GENERATORS = ("systemd-ssh-generator",)
+# The cryptsetup, integritysetup and veritysetup generators turn /etc/crypttab,
+# /etc/integritytab, /etc/veritytab and their kernel arguments into units; a node has none
+# of them (its initramfs opens the verity root and the LUKS2 data itself, and /etc is
+# written by the agent after the generators have run), and each is a process start before
+# the first unit (0.3 s under emulation).
+MASKED_GENERATORS = ("systemd-ssh-generator", "systemd-cryptsetup-generator",
+                     "systemd-integritysetup-generator", "systemd-veritysetup-generator")
 # Masked where the image ships cloud-init off (overlays/data-sources): the generator runs
 # ds-identify (a 2,000-line shell script, and systemd-detect-virt) on every boot only to
 # find the marker file, 0.4 s before the first unit under emulation. When a config names
