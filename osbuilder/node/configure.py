@@ -177,7 +177,8 @@ def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
 
 def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths, online: bool) -> None:
     """Tell the running system (only on a real node, root == /); online: start `online`,
-    which has work to do."""
+    which has work to do. k3s is not started here: osbuilder-boot.service queues both of
+    its units, and the one the k3s applier enabled runs (their conditions)."""
     if str(paths.root) != "/":
         return
     try:
@@ -196,10 +197,10 @@ def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths, online: bool) ->
         run(["systemctl", "start", "--no-block", "cloud-init.target"], check=False)
     if units:
         run(["systemctl", "restart", "--no-block", *units], check=False)
-    # `online` is started here, not enabled (its unit says why); queued before k3s, which
-    # is ordered after it
-    later = [ONLINE_UNIT] if online else []
-    run(["systemctl", "start", "--no-block", *later, k3s_applier.unit_for(cfg)], check=False)
+    if online:
+        # started here, not enabled (its unit says why); queued while k3s's job still
+        # waits for `boot`, so k3s, ordered after it, waits for it too
+        run(["systemctl", "start", "--no-block", ONLINE_UNIT], check=False)
 
 
 # runs a stage's user commands, returns one warning per failure (tests record instead)

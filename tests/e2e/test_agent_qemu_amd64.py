@@ -182,7 +182,13 @@ def test_agent_config_joins_server_url(qemu_amd64_build: Build, tmp_path: Path,
         vm.wait_for(r"k3s-standin: agent: reached https://10.0.2.100:6443: fake k3s api", TIMEOUT)
         vm.wait_for(r"osb-[0-9a-f]{6} login:", TIMEOUT)
         vm.login("osb", "agent-pw")
+        # both k3s units are queued at boot; only the role's ran, and the fleet controller
+        # (wanted by k3s.service) stayed off too (their conditions: the unit the agent enabled)
+        units = vm.shell("echo units: $(systemctl is-active k3s-agent.service k3s.service "
+                         "osbuilder-controller.service)")
         vm.shell("sync")  # the stand-in's record must be on disk before QEMU is killed
+    assert "units: active inactive inactive" in units, units
+    assert 'k3s-standin: started ["server"]' not in vm.console()
     assert hits and hits[0].startswith("GET / HTTP/1.0")
     rec = json.loads(data_file(disk, "/var/lib/rancher/k3s-standin/record.json", tmp_path)
                      or b"{}")

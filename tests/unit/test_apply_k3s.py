@@ -177,3 +177,40 @@ def test_exactly_one_unit_enabled_when_switching_roles(tmp_path: Path) -> None:
     assert not (wants / "k3s.service").is_symlink()
     k3s.apply(parse({}), FACTS, tmp_path)
     assert sorted(p.name for p in wants.iterdir()) == ["k3s.service"]
+
+
+def test_units_run_only_where_the_applier_enabled_them(tmp_path: Path) -> None:
+    """osbuilder-boot.service queues both k3s units at every boot (and the fleet controller
+    with k3s.service); each runs only where the agent enabled its role: its conditions
+    (systemd.unit(5): all must hold, checked when the job runs, which is after the agent)
+    name files the applier writes for that role."""
+    units = (Path(__file__).resolve().parents[2]
+             / "osbuilder/host/overlays/common/usr/lib/systemd/system")
+    boot_wants = [line.split("=", 1)[1].split() for line in
+                  (units / "osbuilder-boot.service").read_text().splitlines()
+                  if line.startswith("Wants=")]
+    assert ["k3s.service", "k3s-agent.service"] in boot_wants
+    for block, runs in (({}, "k3s.service"),
+                        ({"server_url": "https://s:6443", "token": "t"}, "k3s-agent.service")):
+        root = tmp_path / runs
+        k3s.apply(parse({"k3os": block}), FACTS, root)
+        # the fleet controller, wanted by k3s.service, runs with the server only
+        for unit, runs_with in (("k3s.service", "k3s.service"),
+                                ("k3s-agent.service", "k3s-agent.service"),
+                                ("osbuilder-controller.service", "k3s.service")):
+            conditions = [line.split("=", 1)[1] for line in
+                          (units / unit).read_text().splitlines()
+                          if line.startswith("ConditionPathExists=")]
+            held = all(exists_on_node(root, c, units) for c in conditions)
+            assert conditions and held == (runs_with == runs), (runs, unit, conditions)
+
+
+def exists_on_node(root: Path, path: str, units: Path) -> bool:
+    """access(F_OK) on the node (systemd's ConditionPathExists=): a symlink counts when its
+    target does, and the image's units are the overlay's."""
+    p = root / path.lstrip("/")
+    if p.is_symlink():
+        target = os.readlink(p)
+        return (target.startswith("/usr/lib/systemd/system/")
+                and (units / Path(target).name).is_file())
+    return p.exists()
