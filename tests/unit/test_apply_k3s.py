@@ -14,6 +14,7 @@ from osbuilder.shared.errors import OsbError
 from osbuilder.shared.nodeconfig.appliers import k3s
 from osbuilder.shared.nodeconfig.facts import Facts
 from osbuilder.shared.nodeconfig.model import NodeConfig, parse
+from tests.helpers.shipped_units import UNITS_DIR, unit_keys
 from tests.unit.test_apply_fs import mode, serve
 
 FACTS = Facts(macs=(), wireless=(), serial=None, hostname=None)
@@ -184,11 +185,7 @@ def test_units_run_only_where_the_applier_enabled_them(tmp_path: Path) -> None:
     with k3s.service); each runs only where the agent enabled its role: its conditions
     (systemd.unit(5): all must hold, checked when the job runs, which is after the agent)
     name files the applier writes for that role."""
-    units = (Path(__file__).resolve().parents[2]
-             / "osbuilder/host/overlays/common/usr/lib/systemd/system")
-    boot_wants = [line.split("=", 1)[1].split() for line in
-                  (units / "osbuilder-boot.service").read_text().splitlines()
-                  if line.startswith("Wants=")]
+    boot_wants = [v.split() for v in unit_keys("osbuilder-boot.service")["Wants"]]
     assert ["k3s.service", "k3s-agent.service"] in boot_wants
     for block, runs in (({}, "k3s.service"),
                         ({"server_url": "https://s:6443", "token": "t"}, "k3s-agent.service")):
@@ -198,19 +195,17 @@ def test_units_run_only_where_the_applier_enabled_them(tmp_path: Path) -> None:
         for unit, runs_with in (("k3s.service", "k3s.service"),
                                 ("k3s-agent.service", "k3s-agent.service"),
                                 ("osbuilder-controller.service", "k3s.service")):
-            conditions = [line.split("=", 1)[1] for line in
-                          (units / unit).read_text().splitlines()
-                          if line.startswith("ConditionPathExists=")]
-            held = all(exists_on_node(root, c, units) for c in conditions)
+            conditions = unit_keys(unit).get("ConditionPathExists", [])
+            held = all(exists_on_node(root, c) for c in conditions)
             assert conditions and held == (runs_with == runs), (runs, unit, conditions)
 
 
-def exists_on_node(root: Path, path: str, units: Path) -> bool:
+def exists_on_node(root: Path, path: str) -> bool:
     """access(F_OK) on the node (systemd's ConditionPathExists=): a symlink counts when its
     target does, and the image's units are the overlay's."""
     p = root / path.lstrip("/")
     if p.is_symlink():
         target = os.readlink(p)
         return (target.startswith("/usr/lib/systemd/system/")
-                and (units / Path(target).name).is_file())
+                and (UNITS_DIR / Path(target).name).is_file())
     return p.exists()

@@ -22,6 +22,7 @@ from osbuilder.shared.errors import OsbError
 from tests.helpers.fleet_checks import CONTROLLER
 from tests.helpers.fleet_scale import kubeconfig, manifest_docs
 from tests.helpers.kube_double import KubeDouble, serve
+from tests.helpers.shipped_units import UNITS_DIR, unit_keys
 
 TOKEN_PATH = "/api/v1/namespaces/kube-system/serviceaccounts/osbuilder-controller/token"
 
@@ -135,13 +136,8 @@ def test_fetch_token_before_k3s_is_up_waits_quietly(
 def test_the_unit_runs_the_controller_unprivileged_with_its_token_only() -> None:
     """The shipped unit: the token step privileged ("+"), the controller as a dynamic user
     whose runtime directory is where the step writes (service.CONTROLLER_KUBECONFIG)."""
-    unit = Path(__file__).resolve().parents[2] / (
-        "osbuilder/host/overlays/common/usr/lib/systemd/system/osbuilder-controller.service")
-    keys: dict[str, list[str]] = {}
-    for line in unit.read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            keys.setdefault(k, []).append(v)
+    unit = UNITS_DIR / "osbuilder-controller.service"
+    keys = unit_keys(unit.name)
     assert keys["DynamicUser"] == ["yes"] and keys["NoNewPrivileges"] == ["yes"]
     assert keys["ExecStartPre"] == ["+/usr/bin/osbuilder-agent controller --fetch-token"]
     assert keys["ExecStart"] == ["/usr/bin/osbuilder-agent controller"]
