@@ -194,7 +194,8 @@ def test_first_boot_enrolls_keys_encrypts_data_and_applies_config(enrolled: Enro
     assert c.count(enrolled.recovery_key) == 1
     assert re.search(r"/dev/mapper/osb-data\s+ext4", enrolled.status), enrolled.status
     # the data is encrypted with AES-NI, not the generic C code: dm-crypt keeps the AES it
-    # finds at open, so aesni_intel must be loaded and self-tested in the initramfs by then
+    # finds at open (drivers/md/dm-crypt.c, crypt_alloc_tfms_skcipher: its transforms are
+    # allocated once, there), so aesni_intel must be loaded and self-tested by then
     # (its udev loads it for the CPU's AES flag; loaded by name just before the open, the
     # data was opened with aes-generic)
     in_use = re.findall(r"aes (\S+) \d+\r?$", enrolled.status, re.M)
