@@ -19,12 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder.node.paths import AgentPaths
-from osbuilder.shared.errors import OsbError
-from osbuilder.shared.file_writes import lookup_ids, read_json, write_atomic, write_json
+from osbuilder.shared.file_writes import read_json, write_json
 from osbuilder.shared.login_access import has_way_in
+from osbuilder.shared.nodeconfig.appliers.users import USER, password_hash, write_shadow
 from osbuilder.shared.nodeconfig.model import NodeConfig
 
-USER = "osb"
 RECORD = "local-password.json"
 # no 0/O, 1/l/I: read off a console and typed; 16 of 31 symbols: 79 bits
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -45,8 +44,6 @@ def new_password() -> str:
 
 
 def crypt(password: str) -> str:
-    from osbuilder.shared.nodeconfig.appliers.users import password_hash
-
     return password_hash(password, None)
 
 
@@ -56,26 +53,6 @@ def shadow_fields(text: str, user: str) -> list[str] | None:
         if f[0] == user and len(f) > 2:
             return f
     return None
-
-
-def set_shadow(root: Path, pw_hash: str, expired: bool) -> None:
-    """osb's hash in /etc/shadow; expired: last change on day 0, so login demands a new
-    one (shadow(5): "The value 0 has a special meaning")."""
-    shadow = root / "etc/shadow"
-    lines = []
-    for line in shadow.read_text().splitlines():
-        f = line.split(":")
-        if f[0] == USER and len(f) > 2:
-            f[1] = pw_hash
-            if expired:
-                f[2] = "0"
-            line = ":".join(f)
-        lines.append(line)
-    try:
-        _, gid = lookup_ids(root, "root:shadow")
-    except OsbError:
-        gid = 0  # no shadow group in this image: root-only is still safe
-    write_atomic(shadow, "\n".join(lines) + "\n", 0o640, 0, gid)
 
 
 def console_devices(root: Path) -> list[Path]:
@@ -107,17 +84,17 @@ def ensure(paths: AgentPaths, cfg: NodeConfig, show: Show | None = None, new: bo
         return None
     rec = read_json(record_path(paths))
     if isinstance(rec, dict) and isinstance(rec.get("hash"), str) and not rec.get("one_time"):
-        set_shadow(paths.root, rec["hash"], expired=False)
+        write_shadow(paths.root, {USER: rec["hash"]})
         return f"{USER}: the password chosen at the first login"
     if has_way_in(cfg):
         return None
     if not new and isinstance(rec, dict) and isinstance(rec.get("hash"), str):
-        set_shadow(paths.root, rec["hash"], expired=True)
+        write_shadow(paths.root, {USER: rec["hash"]}, expired=True)
         return None
     password = new_password()
     pw_hash = crypt(password)
     write_json(record_path(paths), {"hash": pw_hash, "one_time": True}, 0o600)
-    set_shadow(paths.root, pw_hash, expired=True)
+    write_shadow(paths.root, {USER: pw_hash}, expired=True)
     (show or show_on_consoles(paths.root))(
         "\nosbuilder: the node config sets no password and no SSH keys, so here is a\n"
         f"osbuilder: one-time password for user {USER}:  {password}\n"

@@ -74,25 +74,39 @@ def _fields(text: str) -> dict[str, list[str]]:
     return {f[0]: f for f in (line.split(":") for line in text.splitlines()) if len(f) > 1}
 
 
-def set_shadow(text: str, hashes: dict[str, str]) -> str:
-    """Replace only the password field of these users' lines; other lines stay as they are."""
+def set_shadow(text: str, hashes: dict[str, str], expired: bool = False) -> str:
+    """Replace only the password field of these users' lines; other lines stay as they are.
+    expired: last change on day 0, so that login demands a new password (shadow(5): "The
+    value 0 has a special meaning"), as for the one-time password (node/first_login.py)."""
+    last_change = "0" if expired else ""
     out: list[str] = []
     done: set[str] = set()
     for line in text.splitlines():
         f = line.split(":")
         if f[0] in hashes and len(f) > 1:
             f[1] = hashes[f[0]]
-            if len(f) > 2 and f[2] == "0":
-                # a password that was expired, as this boot's one-time password is (last
-                # change on day 0: node/first_login.py), when a config applied later
-                # (`online`: config_url, cloud user-data) sets one: not to be changed at
-                # login. An empty field turns password aging off (shadow(5)).
-                f[2] = ""
+            if len(f) > 2 and (expired or f[2] == "0"):
+                # not expired: a password that was (this boot's one-time password), when
+                # a config applied later (`online`: config_url, cloud user-data) sets one,
+                # or the one chosen at the first login, is not to be changed at login. An
+                # empty field turns password aging off (shadow(5)).
+                f[2] = last_change
             done.add(f[0])
             line = ":".join(f)
         out.append(line)
-    out += [f"{u}:{h}::0:99999:7:::" for u, h in hashes.items() if u not in done]
+    out += [f"{u}:{h}:{last_change}:0:99999:7:::" for u, h in hashes.items() if u not in done]
     return "\n".join(out) + "\n"
+
+
+def write_shadow(root: Path, hashes: dict[str, str], expired: bool = False) -> None:
+    """set_shadow on the root's /etc/shadow: root's and the shadow group's only."""
+    shadow = root / "etc/shadow"
+    text = shadow.read_text() if shadow.exists() else ""
+    try:
+        _, shadow_gid = lookup_ids(root, "root:shadow")
+    except OsbError:
+        shadow_gid = 0  # no shadow group in this image: root-only is still safe
+    write_atomic(shadow, set_shadow(text, hashes, expired), 0o640, 0, shadow_gid)
 
 
 def login_users(root: Path) -> list[str]:
@@ -128,10 +142,6 @@ def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
         remove(cache)
     hashes = {"root": osb if cfg.root_login else ROOT_LOCKED}
     hashes.update(dict.fromkeys(login_users(root), osb))
-    try:
-        _, shadow_gid = lookup_ids(root, "root:shadow")
-    except OsbError:
-        shadow_gid = 0  # no shadow group in this image: root-only is still safe
-    write_atomic(shadow, set_shadow(text, hashes), 0o640, 0, shadow_gid)
+    write_shadow(root, hashes)
     for user in login_users(root):
         ensure_home(root, user)
