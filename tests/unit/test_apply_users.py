@@ -76,6 +76,20 @@ def test_missing_shadow_lines_are_added(tmp_path: Path) -> None:
     assert s["osb"][1] == CRYPT and s["root"][1] == "!*" and "daemon" in s
 
 
+def test_set_shadow_expires_or_clears_the_last_change_day() -> None:
+    """Day 0 of the last change makes login ask for a new password (shadow(5)): set for
+    the one-time password (first_login), cleared for any other, other fields kept."""
+    text = "daemon:*:19700:0:99999:7:::\nosb:!:19700:0:99999:7:::\n"
+    expired = users.set_shadow(text, {"osb": "$6$a$b", "rancher": "$6$a$b"}, expired=True)
+    assert expired.splitlines() == ["daemon:*:19700:0:99999:7:::",
+                                    "osb:$6$a$b:0:0:99999:7:::",
+                                    "rancher:$6$a$b:0:0:99999:7:::"]
+    assert users.set_shadow(expired, {"osb": "$6$c$d"}).splitlines()[1] == \
+        "osb:$6$c$d::0:99999:7:::"
+    assert users.set_shadow(text, {"osb": "$6$c$d"}).splitlines()[1] == \
+        "osb:$6$c$d:19700:0:99999:7:::"
+
+
 def test_bad_crypt_string_names_the_key(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     with pytest.raises(OsbError, match=r"k3os\.password: a crypt string cannot contain"):

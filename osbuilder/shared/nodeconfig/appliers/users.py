@@ -86,10 +86,10 @@ def set_shadow(text: str, hashes: dict[str, str], expired: bool = False) -> str:
         if f[0] in hashes and len(f) > 1:
             f[1] = hashes[f[0]]
             if len(f) > 2 and (expired or f[2] == "0"):
-                # not expired: a password that was (this boot's one-time password), when
-                # a config applied later (`online`: config_url, cloud user-data) sets one,
-                # or the one chosen at the first login, is not to be changed at login. An
-                # empty field turns password aging off (shadow(5)).
+                # not expired, a line that was (this boot's one-time password) is no
+                # longer: a config applied later (`online`: config_url, cloud user-data)
+                # set a password, or first_login put back the one chosen at the first
+                # login. An empty field turns password aging off (shadow(5)).
                 f[2] = last_change
             done.add(f[0])
             line = ":".join(f)
