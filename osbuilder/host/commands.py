@@ -86,9 +86,9 @@ def validate_config(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from osbuilder.shared.schema import SCHEMA_DIR
+    from osbuilder.shared.schema import schema_text
 
-    sys.stdout.write((SCHEMA_DIR / f"{args.name}.schema.json").read_text())
+    sys.stdout.write(schema_text(f"{args.name}.schema.json"))
     return 0
 
 

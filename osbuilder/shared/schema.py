@@ -9,20 +9,25 @@ from __future__ import annotations
 import copy
 import json
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from osbuilder.shared.errors import OsbError
+from osbuilder.shared.package_data import read_beside
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+def schema_text(name: str) -> str:
+    """A schema file as shipped (`osbuilder schema`), through the module's loader: on a
+    node this module is imported from the agent's zip."""
+    try:
+        return read_beside(__spec__, f"schemas/{name}").decode()
+    except OSError:
+        raise OsbError(f"schema {name} not found beside {__name__} (a broken installation)"
+                       ) from None
 
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    path = SCHEMA_DIR / name
-    if not path.is_file():
-        raise OsbError(f"schema {name} not found in {SCHEMA_DIR} (a broken installation)")
-    schema: dict[str, Any] = json.loads(path.read_text())
+    schema: dict[str, Any] = json.loads(schema_text(name))
     return schema
 
 

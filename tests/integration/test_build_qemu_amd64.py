@@ -14,12 +14,13 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from osbuilder.host.download import sha256_file
-from osbuilder.host.stages import ROOT_STAGES
+from osbuilder.host.stages import ROOT_STAGES, agent_modules
 from osbuilder.shared.errors import ExitCode
 from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT, verdict_record
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
@@ -150,6 +151,22 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # the agent runs isolated (-I): no /usr/bin or user site on its sys.path
     entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)
     assert entry.splitlines()[0] == b"#!/usr/bin/python3 -I"
+    # ... with its zip first on sys.path (tests/e2e/test_agent_qemu_amd64.py checks that
+    # its imports come from there): the node package whole, data files included, as the
+    # image's own pycs; the standard library its boot imports; no C extension and no
+    # package holding one (PyYAML)
+    assert f'sys.path.insert(0, "/{agent_modules.ZIP}")'.encode() in entry
+    members = zipfile.ZipFile(squash_extract(img, root_a, agent_modules.ZIP, tmp_path))
+    names = set(members.namelist())
+    shipped = {f.removeprefix(site) for f in listing
+               if f.startswith(site) and "__pycache__" not in f and "." in f.rsplit("/", 1)[-1]}
+    assert {"osbuilder/" + (f[:-3] + ".pyc" if f.endswith(".py") else f) for f in shipped
+            } <= names, "the zip lacks part of the node package"
+    assert {"json/__init__.pyc", "dataclasses.pyc", "typing.pyc"} <= names
+    assert not [n for n in names if n.startswith("yaml/") or n.endswith(".so")], names
+    pyc = "osbuilder/node/__pycache__/agent_cli.cpython-313.pyc"
+    assert members.read("osbuilder/node/agent_cli.pyc") == \
+        squash_read(img, root_a, site + pyc.removeprefix("osbuilder/"), tmp_path)
     k3s = squash_read(img, root_a, "usr/bin/k3s", tmp_path)
     assert k3s == qemu_amd64_build.k3s.release.files["k3s"]
     assert squash_read(img, root_a, "etc/machine-id", tmp_path) == b""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import osbuilder
 from osbuilder.shared.nodeconfig.loader import load_bytes
-from osbuilder.shared.schema import SCHEMA_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -56,4 +56,5 @@ def test_announced_config_examples_are_valid() -> None:
 def test_the_named_schema_is_the_one_osbuilder_writes() -> None:
     out = subprocess.run([sys.executable, "-m", "osbuilder", "schema", "config"],
                          capture_output=True, text=True, check=True).stdout
-    assert out == (SCHEMA_DIR / "config.schema.json").read_text()
+    shipped = Path(osbuilder.__file__).parent / "shared/schemas/config.schema.json"
+    assert out == shipped.read_text()

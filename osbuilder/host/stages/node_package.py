@@ -5,7 +5,9 @@ Its dependencies are Debian python3-* packages from the board's package sets, ne
 Byte-code is compiled here with the image's own python3, because the root is read-only,
 as unchecked-hash pycs: the source never changes under a booted slot, so an import need
 not read and hash it. Debian's own pycs (compiled by the packages' postinst, as checked-
-hash ones because SOURCE_DATE_EPOCH is set) are switched to unchecked the same way.
+hash ones because SOURCE_DATE_EPOCH is set) are switched to unchecked the same way. Then
+the agent's modules, with the standard library its boot imports, go into one zip that its
+entry script puts first on sys.path (osbuilder.host.stages.agent_modules).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import osbuilder
 from osbuilder.host.chroot import chroot_run
 from osbuilder.host.context import BuildContext
+from osbuilder.host.stages import agent_modules
 
 PACKAGE_DIR = Path(osbuilder.__file__).resolve().parent
 SITE = "usr/lib/python3/dist-packages"
@@ -26,10 +29,13 @@ NODE_SIDES = ("node", "shared")
 # -I (isolated): no script folder (/usr/bin) and no user site on sys.path, no PYTHON*
 # variables. An agent that runs as root should not import what lies there, and every
 # import at boot then looks in fewer folders (807 stat calls of a first boot's agent).
-ENTRY = """#!/usr/bin/python3 -I
+# The zip first: the agent's modules and those its boot imports, read as one file
+# (osbuilder.host.stages.agent_modules says why).
+ENTRY = f"""#!/usr/bin/python3 -I
 # osbuilder node agent (installed by the osbuilder build, node-package stage)
 import sys
 
+sys.path.insert(0, "/{agent_modules.ZIP}")
 from osbuilder.node.agent_cli import main
 
 sys.exit(main())
@@ -74,6 +80,11 @@ def install_node_package(ctx: BuildContext) -> None:
                env={**ctx.env, "PYTHONHASHSEED": "0"})
     n = unchecked_pycs(ctx.rootfs / "usr/lib")
     ctx.progress.say(f"    {n} checked-hash pycs of the image made unchecked")
+    tag, mods = agent_modules.parse_listing(
+        chroot_run(ctx.rootfs, ["python3", "-I", "-c", agent_modules.LIST_SCRIPT]))
+    files = agent_modules.entries(ctx.rootfs, mods, tag)
+    agent_modules.write_zip(ctx.rootfs / agent_modules.ZIP, files)
+    ctx.progress.say(f"    /{agent_modules.ZIP}: {len(files)} files")
 
 
 def unchecked_pycs(tree: Path) -> int:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from osbuilder.shared.errors import ConfigError
+from osbuilder.shared.package_data import read_beside
 
-FLAGS_FILE = Path(__file__).resolve().parent / "k3s_flags.json"
+FLAGS_FILE = "k3s_flags.json"
 ROLES = ("server", "agent")
 # values k3s's boolean flags take in `--flag=value` form (urfave/cli's strconv.ParseBool)
 TRUE = ("1", "t", "T", "TRUE", "true", "True")
@@ -32,7 +32,7 @@ class Flag:
 @cache
 def flags() -> dict[str, Flag]:
     """Every name a flag answers to (long and short) -> the flag."""
-    data = json.loads(FLAGS_FILE.read_text())
+    data = json.loads(read_beside(__spec__, FLAGS_FILE))
     out: dict[str, Flag] = {}
     for f in data["flags"]:
         flag = Flag(f["name"], f["value"], f["repeatable"], tuple(f["roles"]))
