@@ -99,6 +99,11 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         loaded = next(x for x in lines if x.startswith("modules=")).split("=")[1].split(",")
         assert "aesni_intel" in loaded and "squashfs" in loaded, out
         assert loaded.index("aesni_intel") < loaded.index("squashfs"), out
+        # booted with the kernel's LSMs but bpf (osbuilder/host/kernel_args.py)
+        lsms = next(x for x in lines if x.startswith("lsm=")).removeprefix("lsm=").split(",")
+        assert "apparmor" in lsms and "bpf" not in lsms, out
+        assert "node-s1" in lines and "13" in lines, out
+        assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
         # the agent imports its modules from its zip (osbuilder/host/stages/agent_modules.py):
         # Python's -v names the loader of each import (importlib._bootstrap._load_unlocked:
         # "import %r # %r")
@@ -107,11 +112,6 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         zip_loader = '# <zipimporter object "/usr/lib/osbuilder/agent-modules.zip/">'
         assert f"import 'osbuilder' {zip_loader}" in imports, imports
         assert f"import 'json' {zip_loader}" in imports, imports
-        # booted with the kernel's LSMs but bpf (osbuilder/host/kernel_args.py)
-        lsms = next(x for x in lines if x.startswith("lsm=")).removeprefix("lsm=").split(",")
-        assert "apparmor" in lsms and "bpf" not in lsms, out
-        assert "node-s1" in lines and "13" in lines, out
-        assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
