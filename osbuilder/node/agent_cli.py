@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from osbuilder import __version__
-from osbuilder.node import status
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared.cli_guard import run_guarded
 
@@ -160,6 +159,8 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
         print(f"osbuilder-agent: {grow_data()}")
         return 0
     if args.command == "status":
+        from osbuilder.node import status
+
         facts = status.gather(paths)
         if args.json:
             print(json.dumps(asdict(facts), indent=2))
@@ -203,6 +204,7 @@ def boot_command(paths: AgentPaths) -> int:
     node then runs its last good config, and systemd shows the run as failed)."""
     from osbuilder.node import configure, first_login
     from osbuilder.node.machine_id import save_machine_id
+    from osbuilder.node.sd_notify import notify_ready
     from osbuilder.shared.nodeconfig.facts import gather
 
     try:
@@ -225,10 +227,18 @@ def boot_command(paths: AgentPaths) -> int:
             print(f"osbuilder-agent: {note}", flush=True)
     except Exception as exc:
         print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}", flush=True)
+    # everything the boot waits for is done: the units ordered after this one start now
+    # (osbuilder-boot.service is Type=notify), side by side with the status line below
+    try:
+        notify_ready()
+    except OSError as exc:  # systemd fails the unit at exit; the boot goes on either way
+        print(f"osbuilder-agent: warning: readiness not sent to systemd: {exc}", flush=True)
     # the console's status line, here rather than in a unit of its own: one Python start
     # less at boot (on a first boot the data is not grown yet: osbuilder-grow-data.service
     # prints the line again when it is)
     try:
+        from osbuilder.node import status  # after the readiness: nothing waits for it
+
         print(status.gather(paths, upgrade=False).oneline(), flush=True)
     except Exception as exc:
         print(f"osbuilder-agent: agent error: status: {type(exc).__name__}", flush=True)

@@ -71,7 +71,10 @@ def say(msg: str) -> None:
     print(f"osbuilder-agent: {msg}", flush=True)
 
 
-def collect(paths: AgentPaths) -> tuple[list[Source], list[Problem], Url | None]:
+Collected = tuple[list[Source], list[Problem], Url | None]
+
+
+def collect(paths: AgentPaths) -> Collected:
     """Every source in merge order (config_url from its cache; `online` refreshes it), the
     problems of sources that could not be read, and the config_url they name."""
     sources: list[Source] = []
@@ -121,12 +124,13 @@ def config_url(sources: list[Source], control: dict[str, str] | None = None) -> 
     return None
 
 
-def resolve(paths: AgentPaths, facts: Facts) -> tuple[Verdict, str]:
-    """The verdict on what the sources say now; nothing written. A config judged valid
-    before under the same schema (the last good one, or the one the build judged for the
-    first boot) is not judged again: the validator's import alone costs seconds on a Pi
-    or under emulation. Returns the verdict and who judged it."""
-    sources, unreadable, _ = collect(paths)
+def resolve(paths: AgentPaths, facts: Facts, collected: Collected | None = None
+            ) -> tuple[Verdict, str]:
+    """The verdict on what the sources say now (collected: read already); nothing
+    written. A config judged valid before under the same schema (the last good one, or the
+    one the build judged for the first boot) is not judged again: the validator's import
+    alone costs seconds on a Pi or under emulation. Returns the verdict and who judged it."""
+    sources, unreadable, _ = collected or collect(paths)
     if unreadable:
         return Verdict({}, (), tuple(unreadable), None), VALIDATOR
     merged, used = merge_all(sources, facts)
@@ -209,7 +213,8 @@ CommandRunner = Callable[[str, tuple[Command, ...], dict[str, str]], list[str]]
 
 def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands) -> Outcome:
     started = time.monotonic()
-    verdict, judged = resolve(paths, facts)
+    collected = collect(paths)  # read once: judged now, and the later units' work below
+    verdict, judged = resolve(paths, facts, collected)
     seen = digest(verdict.merged)  # what the sources said, valid or not (`online` compares)
     errors = [f"at {p}" for p in verdict.problems]
     for e in errors:
@@ -240,7 +245,7 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
         write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
     out.warnings += commands("boot_cmd", cfg.boot_cmd, dict(cfg.k3s.environment))
-    activate(cfg, name, paths, online=mark_later_work(cfg, paths))
+    activate(cfg, name, paths, online=mark_later_work(cfg, paths, collected))
     note = f" ({kept})" if kept else ""
     say(f"applied config{note} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
@@ -249,9 +254,10 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     return out
 
 
-def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
-    """What `online` would fetch or re-check for this config; nothing -> it is not run."""
-    _, unreadable, url = collect(paths)
+def online_work(cfg: NodeConfig, paths: AgentPaths, collected: Collected) -> list[str]:
+    """What `online` would fetch or re-check for this config (collected: its sources);
+    nothing -> it is not run."""
+    _, unreadable, url = collected
     work = ["config_url"] if url else []
     work += ["config_url (unreadable sources)"] if unreadable and not url else []
     work += ["cloud-init user-data"] if data_sources_applier.active(cfg, paths.root) else []
@@ -263,9 +269,9 @@ def online_work(cfg: NodeConfig, paths: AgentPaths) -> list[str]:
     return work
 
 
-def mark_later_work(cfg: NodeConfig, paths: AgentPaths) -> bool:
+def mark_later_work(cfg: NodeConfig, paths: AgentPaths, collected: Collected) -> bool:
     """Leave the markers of the later units; True when `online` has work to do."""
-    work = online_work(cfg, paths)
+    work = online_work(cfg, paths, collected)
     write_or_remove(paths.online_marker, "\n".join(work) + "\n" if work else None)
     write_or_remove(paths.run_cmd_marker, "run_cmd\n" if cfg.run_cmd else None)
     return bool(work)

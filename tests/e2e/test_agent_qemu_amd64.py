@@ -112,6 +112,11 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         zip_loader = '# <zipimporter object "/usr/lib/osbuilder/agent-modules.zip/">'
         assert f"import 'osbuilder' {zip_loader}" in imports, imports
         assert f"import 'json' {zip_loader}" in imports, imports
+        # osbuilder-boot.service is Type=notify: systemd took the agent's READY=1 (without
+        # it the result is "protocol": systemd's service_notify_cgroup_empty_event)
+        unit = vm.shell("systemctl show -p Type -p Result -p SubState osbuilder-boot.service")
+        assert all(kv in unit for kv in ("Type=notify", "Result=success",
+                                         "SubState=exited")), unit
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
@@ -249,6 +254,9 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
         out = vm.shell("echo first-pw | sudo -S true; printf 'hostname: n\\374\\n' | "
                        "sudo tee /boot/efi/config.yaml >/dev/null; "
                        "sudo systemctl restart osbuilder-boot.service; "
+                       # the restart returns at READY=1: wait for the agent's exit status
+                       "while [ $(systemctl show -P MainPID osbuilder-boot) != 0 ]; do "
+                       "sleep 0.5; done; "
                        "sudo journalctl -b --no-pager -o cat -u osbuilder-boot | tail -n 12; "
                        "hostname; cat ~/.ssh/authorized_keys; "
                        "systemctl --failed --no-legend --plain --no-pager", timeout=300)

@@ -148,9 +148,11 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for getty in ("getty@", "serial-getty@"):
         dropin = f"usr/lib/systemd/system/{getty}.service.d/50-osbuilder.conf"
         assert "\nType=simple\n" in squash_read(img, root_a, dropin, tmp_path).decode()
-    # the agent runs isolated (-I): no /usr/bin or user site on its sys.path
+    # the agent runs isolated (-I): no /usr/bin or user site on its sys.path; without the
+    # site module (-S), whose one folder the agent needs (python3-* packages) the entry adds
     entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)
-    assert entry.splitlines()[0] == b"#!/usr/bin/python3 -I"
+    assert entry.splitlines()[0] == b"#!/usr/bin/python3 -IS"
+    assert b'\nsys.path.append("/usr/lib/python3/dist-packages")\n' in entry
     # ... with its zip first on sys.path (tests/e2e/test_agent_qemu_amd64.py checks that
     # its imports come from there): the node package whole, data files included, as the
     # image's own pycs; the standard library its boot imports; no C extension and no
@@ -162,7 +164,8 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
                if f.startswith(site) and "__pycache__" not in f and "." in f.rsplit("/", 1)[-1]}
     assert {"osbuilder/" + (f[:-3] + ".pyc" if f.endswith(".py") else f) for f in shipped
             } <= names, "the zip lacks part of the node package"
-    assert {"json/__init__.pyc", "dataclasses.pyc", "typing.pyc"} <= names
+    # socket: for the agent's READY=1 (osbuilder/node/sd_notify.py imports it when sent)
+    assert {"json/__init__.pyc", "dataclasses.pyc", "typing.pyc", "socket.pyc"} <= names
     assert not [n for n in names if n.startswith("yaml/") or n.endswith(".so")], names
     pyc = "osbuilder/node/__pycache__/agent_cli.cpython-313.pyc"
     assert members.read("osbuilder/node/agent_cli.pyc") == \

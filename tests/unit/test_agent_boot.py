@@ -322,3 +322,35 @@ def test_boot_imports_only_what_it_uses(tmp_path: Path) -> None:
                          check=True)
     assert (paths.root / "etc/hostname").read_text().strip() == "n1", out.stderr
     assert out.stdout.strip().splitlines()[-1] == "loaded:", out.stdout
+
+
+def test_boot_is_ready_for_systemd_before_the_status_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """osbuilder-boot.service is Type=notify: the agent sends READY=1 (sd_notify(3)) once
+    the config is applied, and only then imports and prints the console's status line,
+    which nothing waits for."""
+    import socket
+
+    from osbuilder.node import agent_cli, status
+
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    (paths.root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    address = str(tmp_path / "notify")
+    received: list[bytes] = []
+    real = status.gather
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(address)
+        s.setblocking(False)
+
+        def gather(*args: Any, **kwargs: Any) -> status.Status:
+            received.append(s.recv(4096))  # BlockingIOError: READY=1 not sent yet
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(status, "gather", gather)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        assert agent_cli.boot_command(paths) == 0
+    out = capsys.readouterr().out
+    assert received == [b"READY=1"], out
+    assert "applied config" in out and "agent error" not in out, out

@@ -21,7 +21,7 @@ from osbuilder.host.context import BuildContext
 from osbuilder.host.stages import agent_modules
 
 PACKAGE_DIR = Path(osbuilder.__file__).resolve().parent
-SITE = "usr/lib/python3/dist-packages"
+SITE = agent_modules.DIST_PACKAGES.lstrip("/")  # where the image's python3-* packages live
 # PEP 552: the 4-byte flags after the magic number; bit 0 hash-based, bit 1 check source
 PYC_CHECKED_HASH = 0b11
 PYC_UNCHECKED_HASH = 0b01
@@ -31,11 +31,12 @@ NODE_SIDES = ("node", "shared")
 # import at boot then looks in fewer folders (807 stat calls of a first boot's agent).
 # The zip first: the agent's modules and those its boot imports, read as one file
 # (osbuilder.host.stages.agent_modules says why).
-ENTRY = f"""#!/usr/bin/python3 -I
+ENTRY = f"""#!/usr/bin/python3 {agent_modules.PYTHON_FLAGS}
 # osbuilder node agent (installed by the osbuilder build, node-package stage)
 import sys
 
 sys.path.insert(0, "/{agent_modules.ZIP}")
+sys.path.append("{agent_modules.DIST_PACKAGES}")
 from osbuilder.node.agent_cli import main
 
 sys.exit(main())
@@ -81,7 +82,8 @@ def install_node_package(ctx: BuildContext) -> None:
     n = unchecked_pycs(ctx.rootfs / "usr/lib")
     ctx.progress.say(f"    {n} checked-hash pycs of the image made unchecked")
     tag, mods = agent_modules.parse_listing(
-        chroot_run(ctx.rootfs, ["python3", "-I", "-c", agent_modules.LIST_SCRIPT]))
+        chroot_run(ctx.rootfs, ["python3", agent_modules.PYTHON_FLAGS, "-c",
+                                agent_modules.LIST_SCRIPT]))
     files = agent_modules.entries(ctx.rootfs, mods, tag)
     agent_modules.write_zip(ctx.rootfs / agent_modules.ZIP, files)
     ctx.progress.say(f"    /{agent_modules.ZIP}: {len(files)} files")
