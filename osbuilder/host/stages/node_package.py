@@ -29,6 +29,8 @@ NODE_SIDES = ("node", "shared")
 # -I (isolated): no script folder (/usr/bin) and no user site on sys.path, no PYTHON*
 # variables. An agent that runs as root should not import what lies there, and every
 # import at boot then looks in fewer folders (807 stat calls of a first boot's agent).
+# -S (no site module; agent_modules.PYTHON_FLAGS says why): the entry adds the one folder
+# of site's the agent needs.
 # The zip first: the agent's modules and those its boot imports, read as one file
 # (osbuilder.host.stages.agent_modules says why).
 ENTRY = f"""#!/usr/bin/python3 {agent_modules.PYTHON_FLAGS}
