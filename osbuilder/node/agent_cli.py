@@ -4,9 +4,7 @@ config was refused or an applier failed (the node then runs its last good config
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["boot"]:
         # every boot, before the login prompt (osbuilder-boot.service): no parser, whose
         # 18 sub-parsers took 2.7 s of a 17.7 s second-boot run under emulation
-        return run_guarded("osbuilder-agent", lambda: boot_command(AgentPaths()), False)
+        return run_guarded("osbuilder-agent", lambda: boot_command(AgentPaths()), False,
+                           log=False)
     from osbuilder.shared.cli_base import enable_completion
 
     parser = build_parser()
@@ -163,6 +162,9 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
 
         facts = status.gather(paths)
         if args.json:
+            import json
+            from dataclasses import asdict
+
             print(json.dumps(asdict(facts), indent=2))
         else:
             print(facts.oneline() if args.oneline else facts.text())
@@ -202,31 +204,17 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
 def boot_command(paths: AgentPaths) -> int:
     """`boot`: 0 when the config applied, 1 when it was refused or an applier failed (the
     node then runs its last good config, and systemd shows the run as failed)."""
-    from osbuilder.node import configure, first_login
+    from osbuilder.node import replay
     from osbuilder.node.machine_id import save_machine_id
     from osbuilder.node.sd_notify import notify_ready
-    from osbuilder.shared.nodeconfig.facts import gather
 
     try:
         save_machine_id(paths.root)
     except OSError as exc:  # the node still boots; the next boot tries again
         print(f"osbuilder-agent: warning: machine-id not saved on data: {exc}", flush=True)
-    try:
-        out = configure.boot(paths, gather())
-        failed = bool(out.errors)
-    except Exception as exc:  # configure.boot falls back by itself; this is the last wall
-        print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
-              flush=True)
-        failed = True
-        out = None
-    # a way in when the config gives none (a one-time console password); here rather
-    # than in a unit of its own: one Python start less at boot
-    try:
-        note = first_login.ensure(paths, out.config if out else configure.fallback(paths)[0])
-        if note:
-            print(f"osbuilder-agent: {note}", flush=True)
-    except Exception as exc:
-        print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}", flush=True)
+    # nothing it reads changed since the last full boot: that boot's steps, and no more
+    replayed = replay.again(paths)
+    failed = full_boot(paths) if replayed is None else replayed
     # everything the boot waits for is done: the units ordered after this one start now
     # (osbuilder-boot.service is Type=notify), side by side with the status line below
     try:
@@ -243,3 +231,45 @@ def boot_command(paths: AgentPaths) -> int:
     except Exception as exc:
         print(f"osbuilder-agent: agent error: status: {type(exc).__name__}", flush=True)
     return 1 if failed else 0
+
+
+def full_boot(paths: AgentPaths) -> bool:
+    """Sources, verdict, appliers, commands, the way in; kept for the next boot to replay
+    (osbuilder.node.replay). True when the config was refused or an applier failed."""
+    from osbuilder.node import configure, first_login, replay
+    from osbuilder.shared import boot_journal
+    from osbuilder.shared.nodeconfig.facts import gather
+
+    try:
+        before: replay.Snapshot | None = replay.snapshot(paths)
+    except Exception as exc:  # kept for no replay; the boot itself goes on
+        print(f"osbuilder-agent: warning: inputs not read for the next boot: {exc}",
+              flush=True)
+        before = None
+    journal = boot_journal.start()
+    try:
+        try:
+            out = configure.boot(paths, gather())
+            failed = bool(out.errors)
+        except Exception as exc:  # configure.boot falls back by itself; the last wall
+            print(f"osbuilder-agent: agent error: {type(exc).__name__}: {str(exc)[:300]}",
+                  flush=True)
+            failed = True
+            out = None
+        # a way in when the config gives none (a one-time console password); here rather
+        # than in a unit of its own: one Python start less at boot
+        try:
+            note = first_login.ensure(paths, out.config if out else configure.fallback(paths)[0])
+            if note:
+                configure.say(note)
+        except Exception as exc:
+            boot_journal.void("first login")
+            print(f"osbuilder-agent: agent error: first login: {type(exc).__name__}",
+                  flush=True)
+    finally:
+        boot_journal.stop()
+    try:
+        replay.keep(paths, journal, before, ok=not failed)
+    except OSError as exc:  # the next boot runs in full
+        print(f"osbuilder-agent: warning: this boot not kept for the next: {exc}", flush=True)
+    return failed

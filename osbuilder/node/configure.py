@@ -14,16 +14,18 @@ online runs once the network is up (after cloud-init, before k3s): fetches confi
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from osbuilder.node.activate import start as start_units
 from osbuilder.node.node_name import node_name
 from osbuilder.node.paths import AgentPaths
+from osbuilder.node.replay import write_state
 from osbuilder.node.user_commands import run_commands
+from osbuilder.shared.boot_journal import note
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import read_json, write_atomic, write_json, write_or_remove
 from osbuilder.shared.nodeconfig import appliers
@@ -53,10 +55,8 @@ from osbuilder.shared.nodeconfig.sources import (
     k3os_local_dir,
     merge_all,
 )
-from osbuilder.shared.run import run
 
 URL_TRIES = 5
-ONLINE_UNIT = "osbuilder-online.service"
 
 
 @dataclass
@@ -68,6 +68,7 @@ class Outcome:
 
 
 def say(msg: str) -> None:
+    note("say", msg)
     print(f"osbuilder-agent: {msg}", flush=True)
 
 
@@ -180,31 +181,14 @@ def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
 
 
 def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths, online: bool) -> None:
-    """Tell the running system (only on a real node, root == /); online: start `online`,
-    which has work to do. k3s is not started here: osbuilder-boot.service queues both of
-    its units, and the one the k3s applier enabled runs (their conditions)."""
-    if str(paths.root) != "/":
-        return
-    try:
-        with open("/proc/sys/kernel/hostname", "w") as f:
-            f.write(hostname)
-    except OSError:
-        pass
     units = ["systemd-sysctl.service"] if cfg.sysctl else []
     units += ["systemd-modules-load.service"] if cfg.modules else []
     # resolved starts alongside `boot` (osbuilder-boot.service): it may have read its
     # configuration before the DNS drop-in was written
     units += ["systemd-resolved.service"] if cfg.dns_nameservers else []
-    if cfg.data_sources and data_sources_applier.active(cfg, paths.root):
-        # the image ships cloud-init off, so its generator did not pull it in: start it now
-        # (its local stage runs before the network, as on a cloud board)
-        run(["systemctl", "start", "--no-block", "cloud-init.target"], check=False)
-    if units:
-        run(["systemctl", "restart", "--no-block", *units], check=False)
-    if online:
-        # started here, not enabled (its unit says why); queued while k3s's job still
-        # waits for `boot`, so k3s, ordered after it, waits for it too
-        run(["systemctl", "start", "--no-block", ONLINE_UNIT], check=False)
+    cloud_init = bool(cfg.data_sources) and data_sources_applier.active(cfg, paths.root)
+    note("activate", hostname, units, cloud_init, online)
+    start_units(paths.root, hostname, units, cloud_init, online)
 
 
 # runs a stage's user commands, returns one warning per failure (tests record instead)
@@ -230,7 +214,7 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
     try:
         # k3OS's order: the files first, then the stage's commands (pkg/cc/apply.go)
         failures = apply_config(cfg, facts, paths)
-        out.warnings += commands("init_cmd", cfg.init_cmd, dict(cfg.k3s.environment))
+        out.warnings += run_stage("init_cmd", cfg, commands)
     except Exception as exc:  # a bug must not leave /etc half-written: apply the fallback
         failures = [f"agent error: {type(exc).__name__}: {exc}"]
         say(failures[0])
@@ -244,14 +228,23 @@ def boot(paths: AgentPaths, facts: Facts, commands: CommandRunner = run_commands
         # 0600: the config holds the password and the cluster token
         write_json(paths.last_good, {"config": verdict.merged, "sources": used,
                                      "schema": schema_digest()}, 0o600)
-    out.warnings += commands("boot_cmd", cfg.boot_cmd, dict(cfg.k3s.environment))
+    out.warnings += run_stage("boot_cmd", cfg, commands)
     activate(cfg, name, paths, online=mark_later_work(cfg, paths, collected))
-    note = f" ({kept})" if kept else ""
-    say(f"applied config{note} (sources={','.join(used) or '(image defaults)'}, "
+    why = f" ({kept})" if kept else ""
+    say(f"applied config{why} (sources={','.join(used) or '(image defaults)'}, "
         f"role={cfg.k3s.role}, hostname={name})")
     record(paths, out, name, "error" if out.errors else "applied", seen, judged,
-           time.monotonic() - started)
+           list(verdict.warnings), time.monotonic() - started)
     return out
+
+
+def run_stage(stage: str, cfg: NodeConfig, commands: CommandRunner) -> list[str]:
+    """A stage's user commands (init_cmd, boot_cmd), with the config's environment."""
+    cmds: tuple[Command, ...] = getattr(cfg, stage)
+    env = dict(cfg.k3s.environment)
+    if cmds:
+        note("commands", stage, [c if isinstance(c, str) else list(c) for c in cmds], env)
+    return commands(stage, cmds, env)
 
 
 def online_work(cfg: NodeConfig, paths: AgentPaths, collected: Collected) -> list[str]:
@@ -278,16 +271,17 @@ def mark_later_work(cfg: NodeConfig, paths: AgentPaths, collected: Collected) ->
 
 
 def record(paths: AgentPaths, out: Outcome, hostname: str, result: str, seen: str,
-           judged: str, seconds: float) -> None:
-    write_json(paths.state_file, {
+           judged: str, config_warnings: list[str], seconds: float) -> None:
+    state = {
         "result": result, "sources": out.sources, "role": out.config.k3s.role, "seen": seen,
         "judged_by": judged,
         "k3s_unit": k3s_applier.unit_for(out.config), "hostname": hostname,
         "node": node_name(paths.root / k3s_applier.CONFIG, hostname),
-        "errors": out.errors, "warnings": out.warnings, "time": int(time.time()),
-        "seconds": round(seconds, 3),
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    })
+        "errors": out.errors, "warnings": out.warnings,
+    }
+    # a replay of this boot has the config's own warnings, and its commands' of its run
+    note("state", {**state, "warnings": config_warnings})
+    write_state(paths, state, seconds)
 
 
 FIRST_RETRY_DELAY_S = 1.0

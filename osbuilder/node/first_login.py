@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from osbuilder.node.paths import AgentPaths
+from osbuilder.shared import boot_journal
 from osbuilder.shared.file_writes import read_json, write_json
 from osbuilder.shared.login_access import has_way_in
 from osbuilder.shared.nodeconfig.appliers.users import USER, password_hash, write_shadow
@@ -91,6 +92,7 @@ def ensure(paths: AgentPaths, cfg: NodeConfig, show: Show | None = None, new: bo
     if not new and isinstance(rec, dict) and isinstance(rec.get("hash"), str):
         write_shadow(paths.root, {USER: rec["hash"]}, expired=True)
         return None
+    boot_journal.void("a new one-time password")  # shown once: the next boot makes another
     password = new_password()
     pw_hash = crypt(password)
     write_json(record_path(paths), {"hash": pw_hash, "one_time": True}, 0o600)

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from osbuilder.shared.boot_journal import note
+
 HEADER = "# Written by osbuilder-agent from config.yaml at every boot: edit config.yaml instead.\n"
 
 
@@ -38,6 +40,7 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644, uid: int = 0,
                  gid: int = 0) -> bool:
     """Replace `path` with `data` in one step; True if content, mode or owner changed."""
     raw = data.encode() if isinstance(data, str) else data
+    note("write", str(path), raw, mode, uid, gid)
     if _same(path, raw, mode, uid, gid):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +88,7 @@ def fsync_dir(path: Path) -> None:
 
 def remove(path: Path) -> bool:
     """Remove a file or symlink; True if there was one."""
+    note("remove", str(path))
     try:
         path.unlink()
     except FileNotFoundError:
@@ -99,6 +103,7 @@ def write_or_remove(path: Path, data: bytes | str | None, mode: int = 0o644) -> 
 
 def ensure_dir(path: Path, mode: int = 0o755, uid: int = 0, gid: int = 0) -> bool:
     """Make `path` a real directory with this mode and owner; True if anything changed."""
+    note("dir", str(path), mode, uid, gid)
     changed = False
     # A symlink here could redirect root's writes (e.g. ~/.ssh planted by the user).
     if path.is_symlink() or (path.exists() and not path.is_dir()):
@@ -120,6 +125,7 @@ def ensure_dir(path: Path, mode: int = 0o755, uid: int = 0, gid: int = 0) -> boo
 
 def symlink(path: Path, target: str) -> bool:
     """Make `path` a symlink to `target` (as systemctl enable does); True if changed."""
+    note("link", str(path), target)
     if path.is_symlink() and os.readlink(path) == target:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

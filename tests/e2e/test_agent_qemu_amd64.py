@@ -233,10 +233,22 @@ def test_bad_config_is_refused_and_node_stays_reachable(qemu_amd64_build: Build,
         vm.wait_for(r"applied config \(sources=/boot/efi/config.yaml, role=server, "
                     r"hostname=keeper\)", TIMEOUT)
         vm.wait_for(r"keeper login:", TIMEOUT)
+        vm.login("osb", "first-pw")
+        # nothing it reads changed: the boot unit run again replays this boot's steps
+        # (osbuilder/node/replay.py) instead of judging and applying the config anew
+        out = vm.shell("echo first-pw | sudo -S systemctl restart osbuilder-boot.service; "
+                       "while [ $(systemctl show -P MainPID osbuilder-boot) != 0 ]; do "
+                       "sleep 0.5; done; sudo cat /var/lib/osbuilder/agent-state.json; "
+                       "sudo stat -c '%a %U' /var/lib/osbuilder/boot-replay.json; hostname",
+                       timeout=300)
+        assert re.search(r'"replayed": true', out) and "600 root" in out, out
+        assert '"result": "applied"' in out and "keeper" in out, out
     bad = "hostname: changed\nk3os:\n  password: second-pw\n  labels: [a, b]\n  colour: red\n"
     write_config(disk, bad, tmp_path)
     (tmp_path / "console.log").unlink()
     with boot(disk, tmp_path) as vm:
+        vm.wait_for(r"osbuilder-agent: /boot/efi/config.yaml changed since the last boot: "
+                    r"judging the config", TIMEOUT)
         vm.wait_for(r"osbuilder-agent: config error at k3os\.labels: expected object, got list",
                     TIMEOUT)
         # k3OS ignores keys it does not know; osbuilder warns (issue 16, docs/k3os.md)

@@ -37,6 +37,14 @@ def node(tmp_path: Path, config: dict[str, object] | str, cmdline: str = "") -> 
                       instance_data=tmp_path / "none.json", state_dir=root / "var/lib/osbuilder")
 
 
+def paths_code(paths: AgentPaths) -> str:
+    """Python lines that make `paths` again as `paths`, in a process of its own."""
+    fields = json.dumps({k: str(v) for k, v in vars(paths).items()})
+    return ("import json; from pathlib import Path\n"
+            "from osbuilder.node.paths import AgentPaths\n"
+            f"paths = AgentPaths(**{{k: Path(v) for k, v in json.loads({fields!r}).items()}})\n")
+
+
 def test_boot_applies_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw", "labels": {"a": "b"}}},
                  cmdline="ro osb.slot=a k3os.token=from-cmdline")
@@ -305,14 +313,12 @@ def test_boot_imports_only_what_it_uses(tmp_path: Path) -> None:
     paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
     boot(paths, FACTS)
     (paths.root / "etc/hostname").unlink()
-    fields = json.dumps({k: str(v) for k, v in vars(paths).items()})
-    code = ("import json, sys; from pathlib import Path\n"
+    code = ("import sys\n"
             "before = set(sys.modules)  # the interpreter's own start (site) is not boot's\n"
             "import osbuilder.node.agent_cli\n"
             "from osbuilder.node import configure\n"
-            "from osbuilder.node.paths import AgentPaths\n"
             "from osbuilder.shared.nodeconfig.facts import Facts\n"
-            f"paths = AgentPaths(**{{k: Path(v) for k, v in json.loads({fields!r}).items()}})\n"
+            + paths_code(paths) +
             "configure.boot(paths, Facts(('52:54:00:ab:cd:ef',), (), None, None),\n"
             "               commands=lambda *a: [])\n"
             "print('loaded:', *sorted(m for m in ('argparse', 'difflib', 'tempfile', 'shutil',\n"

@@ -30,7 +30,7 @@ ZIP = "usr/lib/osbuilder/agent-modules.zip"
 BOOT_MODULES = ("osbuilder.node.agent_cli", "osbuilder.node.configure",
                 "osbuilder.node.first_login", "osbuilder.node.machine_id",
                 "osbuilder.shared.nodeconfig.facts", "osbuilder.node.status",
-                "osbuilder.node.sd_notify", "socket")
+                "osbuilder.node.sd_notify", "osbuilder.node.replay", "socket")
 # The agent's interpreter (its entry script, and the listing below): isolated (-I), and
 # without the site module (-S): site's imports took 36.8 ms of `python3 -I -c pass` in a
 # booted image under TCG (-X importtime), beside ~390 ms for a whole `osbuilder-agent
