@@ -270,7 +270,7 @@ def _valid_op(op: Any) -> bool:
 
 def _valid_input(entry: Any) -> bool:
     return (isinstance(entry, list) and len(entry) == 3 and _str(entry[0]) and entry[0] in KINDS
-            and isinstance(entry[1], str) and _strs(entry[2]) and 0 < len(entry[2]) <= 2)
+            and _str(entry[1]) and _strs(entry[2]) and 0 < len(entry[2]) <= 2)
 
 
 def load(paths: AgentPaths) -> tuple[list[list[Any]], list[boot_journal.Op]] | None:

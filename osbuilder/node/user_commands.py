@@ -4,9 +4,13 @@ first failure). A failing command is reported, never stops the boot."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from osbuilder.shared.errors import OsbError
-from osbuilder.shared.nodeconfig.model import Command
 from osbuilder.shared.run import run
+
+if TYPE_CHECKING:  # not at run time: a replayed boot's commands need no config model
+    from osbuilder.shared.nodeconfig.model import Command
 
 TIMEOUT_S = 300
 

@@ -260,12 +260,19 @@ def test_the_inputs_are_everything_a_full_boot_reads(
     assert mine - named == set()
 
 
-def test_a_replayed_boot_loads_neither_the_parser_nor_the_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize("commands, loaded", [
+    ([], "loaded:"),
+    # a command runs through run(): subprocess and logging, still no model
+    (["true"], "loaded: logging subprocess"),
+])
+def test_a_replayed_boot_loads_neither_the_parser_nor_the_model(
+        tmp_path: Path, commands: list[str], loaded: str) -> None:
     """What the replay saves: PyYAML, the config model, the appliers, the validator, and
     dataclasses (inspect, ast: 1.4 s of a boot under emulation) and logging (0.5 s) up to
     the readiness sent to systemd; measured in a process of its own, as the node runs
     `boot`."""
-    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"}})
+    paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"},
+                            "boot_cmd": commands})
     code = ("import sys\n"
             "before = set(sys.modules)\n"
             "from osbuilder.node import agent_cli, sd_notify\n"
@@ -281,7 +288,7 @@ def test_a_replayed_boot_loads_neither_the_parser_nor_the_model(tmp_path: Path) 
                            check=True).stdout for _ in range(2)]
     assert "yaml" in runs[0]  # the first boot: in full
     assert json.loads(paths.state_file.read_text())["replayed"] is True, runs[1]
-    assert runs[1].strip().splitlines()[-1] == "loaded:", runs[1]
+    assert runs[1].strip().splitlines()[-1] == loaded, runs[1]
 
 
 def test_the_agents_code_is_an_input(tmp_path: Path) -> None:
