@@ -104,6 +104,16 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert "apparmor" in lsms and "bpf" not in lsms, out
         assert "node-s1" in lines and "13" in lines, out
         assert "sudo" in out and "active" in lines and "NTP=127.0.0.1" in lines, out
+        # networkd runs without its BPF sysctl monitor (its drop-in refuses bpf(2)): no
+        # BPF object among its descriptors (the kernel names them anon_inode:bpf-prog,
+        # bpf-map, bpf-link), and the line systemd's networkd-sysctl.c logs then
+        out = vm.shell("echo s3cret-e2e | sudo -S sh -c "
+                       "'echo networkd=$(systemctl is-active systemd-networkd); "
+                       "echo bpf=$(ls -l /proc/$(pidof systemd-networkd)/fd | grep -c bpf-); "
+                       "journalctl -b -o cat -u systemd-networkd | grep sysctl'")
+        assert "networkd=active" in out and re.search(r"^bpf=0\s*$", out, re.M), out
+        assert "Unable to load sysctl monitor BPF program, ignoring: Operation not " \
+               "permitted" in out, out
         # the agent imports its modules from its zip (osbuilder/host/stages/agent_modules.py):
         # Python's -v names the loader of each import (importlib._bootstrap._load_unlocked:
         # "import %r # %r")

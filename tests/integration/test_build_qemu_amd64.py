@@ -148,6 +148,10 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for getty in ("getty@", "serial-getty@"):
         dropin = f"usr/lib/systemd/system/{getty}.service.d/50-osbuilder.conf"
         assert "\nType=simple\n" in squash_read(img, root_a, dropin, tmp_path).decode()
+    # networkd may not call bpf(2), so it loads no sysctl monitor (systemd's
+    # src/network/networkd-sysctl.c); tests/e2e/test_agent_qemu_amd64.py checks the VM
+    dropin = "usr/lib/systemd/system/systemd-networkd.service.d/50-osbuilder.conf"
+    assert "\nSystemCallFilter=~bpf\n" in squash_read(img, root_a, dropin, tmp_path).decode()
     # the agent runs isolated (-I): no /usr/bin or user site on its sys.path; without the
     # site module (-S), whose one folder the agent needs (python3-* packages) the entry adds
     entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)
