@@ -36,7 +36,10 @@ fleet scenario (tests/helpers/fleet_scale.py) on a real k3s.
    metadata and status.
    https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#status-subresource
 8. TokenRequest: POST serviceaccounts/NAME/token issues a bearer token (a JWT carrying
-   exp) for an existing ServiceAccount; a request with an expired token is answered 401.
+   exp) for an existing ServiceAccount, for expirationSeconds (3600 when not given; from
+   600 to 2^32, else 422 Invalid: ValidateTokenRequest,
+   kubernetes/pkg/apis/authentication/validation/validation.go); a request with an expired
+   token is answered 401.
    https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-request-v1/
 9. Authorization: ServiceAccount tokens through RBAC, kubelet identities through the Node
    authorizer (tests/helpers/rbac.py); a request neither allows is answered 403.
@@ -69,6 +72,7 @@ from tests.helpers.kube_double_watch import ApiFail, Watching
 Obj = dict[str, Any]
 CLUSTER = ("nodes", "osupgrades", "clusterroles", "clusterrolebindings")
 WITH_STATUS = ("nodes", "pods", "osupgrades")  # have a status subresource
+MIN_TOKEN_S, MAX_TOKEN_S = 600, 1 << 32  # a TokenRequest's expirationSeconds (8. above)
 KINDS = {"ServiceAccount": "serviceaccounts", "ClusterRole": "clusterroles",
          "ClusterRoleBinding": "clusterrolebindings", "Role": "roles",
          "RoleBinding": "rolebindings", "CustomResourceDefinition": "customresourcedefinitions"}
@@ -135,6 +139,7 @@ class KubeDouble(Watching):
     calls: list[Call] = field(default_factory=list)
     pdbs: list[Obj] = field(default_factory=list)  # {namespace, matchLabels, minAvailable}
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # → (user, expiry)
+    clock: Callable[[], float] = time.time  # tokens' issue and expiry (tests move it on)
     rbac_docs: list[Obj] = field(default_factory=list)  # Roles and bindings applied
     on_call: Callable[[Call], None] | None = None
     expired_watches: int = 0  # watches answered 410
@@ -298,25 +303,36 @@ class KubeDouble(Watching):
                     self.rbac_docs.append(copy.deepcopy(d))
                     self._rules.clear()
 
-    def issue_token(self, ns: str, name: str, seconds: int) -> Obj:
+    def request_token(self, ns: str, name: str, seconds: int) -> Obj:
+        """TokenRequest as the API serves it: the lifetime checked first (8. above)."""
+        if not MIN_TOKEN_S <= seconds <= MAX_TOKEN_S:
+            bound = ("less than 10 minutes" if seconds < MIN_TOKEN_S
+                     else "larger than 2^32 seconds")
+            raise ApiFail(422, 'TokenRequest.authentication.k8s.io "" is invalid: '
+                          f"spec.expirationSeconds: Invalid value: {seconds}: may not "
+                          f"specify a duration {bound}", "Invalid")
+        return self.issue_token(ns, name, seconds)
+
+    def issue_token(self, ns: str, name: str, seconds: float) -> Obj:
+        """A token of any lifetime: tests use short ones to see the controller renew."""
         self.peek("serviceaccounts", f"{ns}/{name}")  # 404 unless it exists
         user = f"{rbac.SA_PREFIX}{ns}:{name}"
-        now = int(time.time())
-        exp = now + seconds
+        now = self.clock()
+        exp = now + seconds  # the whole lifetime: the JWT's claims are whole seconds
         token = jwt({"iss": "https://kubernetes.default.svc.cluster.local", "sub": user,
-                     "aud": ["https://kubernetes.default.svc.cluster.local"], "exp": exp,
-                     "iat": now, "nbf": now})
+                     "aud": ["https://kubernetes.default.svc.cluster.local"],
+                     "exp": int(exp), "iat": int(now), "nbf": int(now)})
         with self.lock:
-            self.tokens[token] = (user, float(exp))
+            self.tokens[token] = (user, exp)
         return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"expirationSeconds": seconds},
-                "status": {"token": token, "expirationTimestamp": rfc3339(exp)}}
+                "status": {"token": token, "expirationTimestamp": rfc3339(int(exp))}}
 
     def authenticate(self, authorization: str) -> str:
         """The user of a bearer token; '' (not checked) for tokens this double did not issue."""
         token = authorization.removeprefix("Bearer ").strip()
         user, exp = self.tokens.get(token, ("", 0.0))
-        if user and exp and time.time() >= exp:
+        if user and exp and self.clock() >= exp:
             raise ApiFail(401, "Unauthorized", "Unauthorized")
         return user
 

@@ -123,7 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 201, api.evict(ns, name)
         if method == "POST" and coll == "serviceaccounts" and sub == "token":
             seconds = int((body.get("spec") or {}).get("expirationSeconds") or 3600)
-            return 201, api.issue_token(ns, name, seconds)
+            return 201, api.request_token(ns, name, seconds)
         if method == "POST" and not name:
             if ns:
                 body.setdefault("metadata", {}).setdefault("namespace", ns)

@@ -182,15 +182,26 @@ def test_8_token_request_and_expiry(api: tuple[KubeDouble, Kube]) -> None:
     d, kube = api
     d.apply(manifest_docs())
     path = "/api/v1/namespaces/kube-system/serviceaccounts/osbuilder-controller/token"
-    got = kube.post(path, {"spec": {"expirationSeconds": 1}})
+    # a lifetime out of 10 min..2^32 s is refused (kubernetes'
+    # pkg/apis/authentication/validation/validation.go, ValidateTokenRequest)
+    for seconds, bound in ((599, "less than 10 minutes"), ((1 << 32) + 1, "larger than 2^32")):
+        with pytest.raises(ApiError) as invalid:
+            kube.post(path, {"spec": {"expirationSeconds": seconds}})
+        assert invalid.value.status == 422 and bound in invalid.value.message
+    got = kube.post(path, {"spec": {"expirationSeconds": 600}})
     token = got["status"]["token"]
-    assert claims(token)["sub"] == "system:serviceaccount:kube-system:osbuilder-controller"
+    c = claims(token)
+    assert c["sub"] == "system:serviceaccount:kube-system:osbuilder-controller"
+    assert c["exp"] - c["iat"] == 600
+    default = claims(kube.post(path, {"spec": {}})["status"]["token"])
+    assert default["exp"] - default["iat"] == 3600  # the lifetime when none is asked for
     with pytest.raises(ApiError) as missing:
         kube.post(path.replace("osbuilder-controller", "nobody"), {"spec": {}})
     assert missing.value.status == 404
     sa = Kube(Endpoint(kube.endpoint.server, None, token), "sa")
     assert sa.get(NODES)["items"]  # a granted request
-    time.sleep(1.1)
+    issued = time.time()
+    d.clock = lambda: issued + 601  # the double's clock, 10 minutes on
     with pytest.raises(ApiError) as expired:
         sa.get(NODES)
     assert expired.value.status == 401 and sa.unauthorized.is_set()
