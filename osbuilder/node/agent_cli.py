@@ -163,9 +163,8 @@ def command(args: argparse.Namespace, paths: AgentPaths) -> int:
         facts = status.gather(paths)
         if args.json:
             import json
-            from dataclasses import asdict
 
-            print(json.dumps(asdict(facts), indent=2))
+            print(json.dumps(facts.as_dict(), indent=2))
         else:
             print(facts.oneline() if args.oneline else facts.text())
         return 0

@@ -5,12 +5,14 @@ how it unlocked the data (/run/osbuilder/data-state)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-
-from osbuilder.shared import efi_sig
+from typing import NamedTuple
 
 EFIVARS = Path("/sys/firmware/efi/efivars")
+# EFI_GLOBAL_VARIABLE (SecureBoot, SetupMode) as efivarfs names it: efi_sig.GLOBAL_VARIABLE,
+# which is not imported for it (uuid, datetime, dataclasses: the boot's status line reads
+# this, beside the units that start then)
+GLOBAL_VARIABLE = "8be4df61-93ca-11d2-aa0d-00e098032b8c"
 SYS_BLOCK = Path("/sys/block")
 DATA_STATE = Path("/run/osbuilder/data-state")
 RECOVERY_KEY = Path("/run/osbuilder/recovery-key")
@@ -25,24 +27,24 @@ def efivar(name: str, guid: str, efivars: Path = EFIVARS) -> bytes | None:
 
 def secure_boot_state(efivars: Path = EFIVARS) -> str:
     """on, off, setup (keys not enrolled yet) or none (no UEFI variables)."""
-    g = str(efi_sig.GLOBAL_VARIABLE)
-    sb = efivar("SecureBoot", g, efivars)
+    sb = efivar("SecureBoot", GLOBAL_VARIABLE, efivars)
     if sb is None:
         return "none" if not efivars.is_dir() else "off"
     if sb[:1] == b"\x01":
         return "on"
-    setup = efivar("SetupMode", g, efivars) or b""
+    setup = efivar("SetupMode", GLOBAL_VARIABLE, efivars) or b""
     return "setup" if setup[:1] == b"\x01" else "off"
 
 
 def enrolled_db(efivars: Path = EFIVARS) -> list[bytes]:
     """The X.509 certificates (DER) of the firmware's db: what it lets boot."""
+    from osbuilder.shared import efi_sig
+
     raw = efivar("db", str(efi_sig.IMAGE_SECURITY_DATABASE), efivars)
     return efi_sig.x509_certificates(raw) if raw else []
 
 
-@dataclass(frozen=True)
-class DmDevice:
+class DmDevice(NamedTuple):
     name: str
     uuid: str
 

@@ -4,9 +4,8 @@ the trust chain: Secure Boot, the dm-verity root, data encryption (node/secure_b
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from osbuilder.node import secure_boot as trust
 from osbuilder.node.paths import AgentPaths
@@ -17,15 +16,16 @@ if TYPE_CHECKING:
     from osbuilder.node.upgrade import slot_report as report
 
 
-@dataclass(frozen=True)
-class MountFact:
+# NamedTuples, not dataclasses: the boot prints the one-line status while the units ordered
+# after the agent start, and `dataclasses` (inspect, ast, dis) was most of that line's
+# imports, 8 s of virtual time before the login prompt (docs/benchmarks.md)
+class MountFact(NamedTuple):
     source: str
     fstype: str
     read_only: bool
 
 
-@dataclass(frozen=True)
-class Status:
+class Status(NamedTuple):
     slot: str | None
     version: str | None
     board: str | None
@@ -49,6 +49,14 @@ class Status:
     verity: str = "-"  # on: the root is the dm-verity device
     encryption: str = "-"  # none, luks2-tpm2, luks2-recovery, luks2-formatted
     recovery_key_waiting: bool = False  # the first boot's key in /run, for run_cmd to send
+
+    def as_dict(self) -> dict[str, Any]:
+        """For `status --json`: the fields, mounts and upgrade facts as objects."""
+        from dataclasses import asdict  # the upgrade facts are dataclasses
+
+        return {**self._asdict(), "root": self.root._asdict() if self.root else None,
+                "data": self.data._asdict() if self.data else None,
+                "upgrade": asdict(self.upgrade) if self.upgrade else None}
 
     def text(self) -> str:
         lines = [

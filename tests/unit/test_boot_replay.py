@@ -269,8 +269,8 @@ def test_a_replayed_boot_loads_neither_the_parser_nor_the_model(
         tmp_path: Path, commands: list[str], loaded: str) -> None:
     """What the replay saves: PyYAML, the config model, the appliers, the validator, and
     dataclasses (inspect, ast: 1.4 s of a boot under emulation) and logging (0.5 s) up to
-    the readiness sent to systemd; measured in a process of its own, as the node runs
-    `boot`."""
+    the readiness sent to systemd, and the status line after it none of those; measured in
+    a process of its own, as the node runs `boot`."""
     paths = node(tmp_path, {"hostname": "n1", "k3os": {"password": "pw"},
                             "boot_cmd": commands})
     code = ("import sys\n"
@@ -283,12 +283,18 @@ def test_a_replayed_boot_loads_neither_the_parser_nor_the_model(
             "                      False, log=False)\n"
             "print('loaded:', *sorted(m for m in ready[0] - before if m in (\n"
             "    'yaml', 'osbuilder.shared.nodeconfig.model', 'osbuilder.node.configure',\n"
-            "    'dataclasses', 'inspect', 'logging', 'subprocess', 'jsonschema')))\n")
+            "    'dataclasses', 'inspect', 'logging', 'subprocess', 'jsonschema')))\n"
+            # the status line after the readiness, beside the units that start then
+            "print('status line:', *sorted(m for m in set(sys.modules) - before if m in (\n"
+            "    'dataclasses', 'inspect', 'uuid', 'osbuilder.shared.efi_sig')))\n")
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout for _ in range(2)]
     assert "yaml" in runs[0]  # the first boot: in full
     assert json.loads(paths.state_file.read_text())["replayed"] is True, runs[1]
-    assert runs[1].strip().splitlines()[-1] == loaded, runs[1]
+    *_, ready, status_line = runs[1].strip().splitlines()
+    assert ready == loaded, runs[1]
+    assert "osbuilder-agent: status slot=" in runs[1]
+    assert status_line == "status line:", runs[1]
 
 
 def test_the_agents_code_is_an_input(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,22 @@ def test_oneline() -> None:
     line = s.oneline()
     assert line.startswith("osbuilder-agent: status slot=a version=1.0 board=qemu-amd64")
     assert "root=/dev/vda2:squashfs:ro data=- data_fs=- data_part=1.00GiB disk=4.00GiB" in line
+
+
+def test_json_keeps_mounts_and_upgrade_facts_as_objects(tmp_path: Path) -> None:
+    """`status --json`: each field by name, a mount and the upgrade facts as objects (as
+    dataclasses.asdict gave them when these were dataclasses), tuples as lists."""
+    paths = AgentPaths(boot_dir=tmp_path / "esp", state_dir=tmp_path / "state")
+    (paths.boot_dir / "loader/entries").mkdir(parents=True)
+    (paths.boot_dir / "loader/entries/osb-a.conf").write_text("title osbuilder 1.0 (slot A)\n")
+    s = Status("a", "1.0", "qemu-amd64", MountFact("/dev/vda2", "squashfs", True), None,
+               None, None, None, sources=("cmdline",), upgrade=report.gather(paths, "a"))
+    out = json.loads(json.dumps(s.as_dict()))
+    assert list(out) == list(Status._fields)
+    assert out["root"] == {"source": "/dev/vda2", "fstype": "squashfs", "read_only": True}
+    assert out["data"] is None and out["sources"] == ["cmdline"]
+    assert out["upgrade"]["slots"][0] == {"slot": "a", "version": "1.0", "state": "good",
+                                          "tries_left": None}
 
 
 def test_text_reports_both_slots_and_the_last_upgrade(tmp_path: Path) -> None:
