@@ -46,6 +46,12 @@ def test_nuc_image_has_firmware_drivers_and_microcode(
         assert any(f"/{drv}.ko" in m for m in mods), f"driver {drv} missing"
     for tool in ("usr/sbin/wpa_supplicant", "usr/sbin/iw"):
         assert tool in files
+    # Wi-Fi runs as wpa_supplicant@<iface> (the wifi applier); Debian's D-Bus daemon is not
+    # enabled (the preset): neither its wants link nor its D-Bus alias
+    assert "usr/lib/systemd/system/wpa_supplicant@.service" in files
+    for link in ("etc/systemd/system/multi-user.target.wants/wpa_supplicant.service",
+                 "etc/systemd/system/dbus-fi.w1.wpa_supplicant1.service"):
+        assert link not in files, link
     initrd = fat_read(img, parts[0], "osb/a/initrd.img")
     assert initrd[:6] == b"070701", "no early (uncompressed) microcode cpio in front"
     assert b"kernel/x86/microcode/GenuineIntel.bin" in initrd[:1 << 22]
