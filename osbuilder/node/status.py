@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 # NamedTuples, not dataclasses: the boot prints the one-line status while the units ordered
 # after the agent start, and `dataclasses` (inspect, ast, dis) was most of that line's
-# imports, 8 s of virtual time before the login prompt (docs/benchmarks.md)
+# imports (with the line left out, the login prompt came 2.5-8.4 s of virtual time sooner:
+# docs/benchmarks.md)
 class MountFact(NamedTuple):
     source: str
     fstype: str
