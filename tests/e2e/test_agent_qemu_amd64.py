@@ -124,9 +124,15 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert f"import 'json' {zip_loader}" in imports, imports
         # osbuilder-boot.service is Type=notify: systemd took the agent's READY=1 (without
         # it the result is "protocol": systemd's service_notify_cgroup_empty_event)
-        unit = vm.shell("systemctl show -p Type -p Result -p SubState osbuilder-boot.service")
+        # it waited for the folders it uses (WantsMountsFor=), not for local-fs.target
+        unit = vm.shell("systemctl show --no-pager -p Type -p Result -p SubState -p After "
+                        "osbuilder-boot.service")
         assert all(kv in unit for kv in ("Type=notify", "Result=success",
                                          "SubState=exited")), unit
+        after = re.search(r"^After=(.*)$", unit, re.M)
+        assert after and "local-fs.target" not in after.group(1).split(), unit
+        assert {"boot-efi.mount", "data.mount", "etc-rancher.mount", "tmp.mount",
+                "var.mount"} <= set(after.group(1).split()), unit
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out

@@ -12,6 +12,7 @@ import pytest
 from osbuilder.host.boards import load_board
 from osbuilder.host.context import BuildContext
 from osbuilder.host.stages.overlay import OVERLAYS_DIR, apply_layer, layers, render, template_vars
+from osbuilder.node.paths import AgentPaths
 from osbuilder.shared.errors import OsbError
 
 
@@ -64,6 +65,21 @@ def test_shipped_overlay_renders(tmp_path: Path, board: str) -> None:
     assert 'mount -o bind "$D/etc/rancher" "${rootmnt}/etc/rancher"' in script
     assert os.access(tmp_path / "etc/initramfs-tools/scripts/local-bottom/osbuilder", os.X_OK)
     assert "{{" not in script
+
+
+def test_agent_unit_waits_for_its_mounts_not_local_fs() -> None:
+    """osbuilder-boot.service starts once the folders the agent reads and writes are
+    mounted, not after local-fs.target and the static device nodes' chain before it (the
+    network waits for the agent: docs/benchmarks.md)."""
+    unit = (OVERLAYS_DIR / "common/usr/lib/systemd/system/osbuilder-boot.service").read_text()
+    keys = [line.split("=", 1) for line in unit.splitlines()
+            if "=" in line and not line.startswith("#")]
+    assert "local-fs.target" not in " ".join(v for k, v in keys if k == "After").split()
+    mounts = [Path(m) for k, v in keys if k == "WantsMountsFor" for m in v.split()]
+    paths = AgentPaths()
+    for used in (paths.boot_dir, paths.state_dir, paths.download_dir,
+                 Path("/etc/rancher/k3s"), Path("/tmp")):
+        assert any(used.is_relative_to(m) for m in mounts), used
 
 
 def test_mbr_u_boot_board_names_slots_by_partuuid(tmp_path: Path) -> None:
