@@ -14,6 +14,7 @@ from osbuilder.host.context import BuildContext
 from osbuilder.host.stages.overlay import OVERLAYS_DIR, apply_layer, layers, render, template_vars
 from osbuilder.node.paths import AgentPaths
 from osbuilder.shared.errors import OsbError
+from tests.helpers.shipped_units import unit_keys
 
 
 def variables(board: str = "qemu-amd64") -> dict[str, Any]:
@@ -71,11 +72,9 @@ def test_agent_unit_waits_for_its_mounts_not_local_fs() -> None:
     """osbuilder-boot.service starts once the folders the agent reads and writes are
     mounted, not after local-fs.target and the static device nodes' chain before it (the
     network waits for the agent: docs/benchmarks.md)."""
-    unit = (OVERLAYS_DIR / "common/usr/lib/systemd/system/osbuilder-boot.service").read_text()
-    keys = [line.split("=", 1) for line in unit.splitlines()
-            if "=" in line and not line.startswith("#")]
-    assert "local-fs.target" not in " ".join(v for k, v in keys if k == "After").split()
-    mounts = [Path(m) for k, v in keys if k == "WantsMountsFor" for m in v.split()]
+    keys = unit_keys("osbuilder-boot.service")
+    assert "local-fs.target" not in " ".join(keys["After"]).split()
+    mounts = [Path(m) for v in keys["WantsMountsFor"] for m in v.split()]
     paths = AgentPaths()
     for used in (paths.boot_dir, paths.state_dir, paths.download_dir,
                  Path("/etc/rancher/k3s"), Path("/tmp")):
