@@ -133,6 +133,32 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert after and "local-fs.target" not in after.group(1).split(), unit
         assert {"boot-efi.mount", "data.mount", "etc-rancher.mount", "tmp.mount",
                 "var.mount"} <= set(after.group(1).split()), unit
+        # the initramfs mounted /tmp and the API file systems systemd has units for
+        # (scripts/local-bottom/osbuilder): each unit active, its mount command never run
+        # (systemctl show's ExecMount= keeps a start_time once it ran), /tmp with
+        # tmp.mount's strictatime (the kernel shows relatime or noatime otherwise:
+        # fs/proc_namespace.c, show_mnt_opts)
+        mounts = ("tmp", "run-lock", "dev-hugepages", "dev-mqueue", "sys-kernel-debug",
+                  "sys-kernel-tracing")
+        out = vm.shell("for m in " + " ".join(mounts) + "; do echo $m.mount "
+                       "$(systemctl is-active $m.mount) "
+                       "\"$(systemctl show -p ExecMount --value $m.mount)\"; done; "
+                       "grep ' /tmp ' /proc/self/mountinfo")
+        for name in mounts:
+            assert re.search(rf"\b{name}\.mount active[ \t]*\r?$", out, re.M), out
+        tmp = next(x for x in out.splitlines() if " /tmp " in x)
+        assert "nosuid,nodev" in tmp and "relatime" not in tmp and "noatime" not in tmp, out
+        # sshd is socket-activated (the image's preset): not running at the prompt; a
+        # connection to port 22 starts it, and it serves the Ed25519 host key the node
+        # made on its first boot (osbuilder-ssh-keys.service)
+        out = vm.shell("echo ssh=$(systemctl is-active ssh.socket ssh.service | xargs); "
+                       "ssh-keyscan -t ed25519 127.0.0.1 2>/dev/null | cut -d' ' -f2-; "
+                       "cut -d' ' -f1,2 /var/lib/osbuilder/ssh/etc/ssh/ssh_host_ed25519_key"
+                       ".pub; echo ssh=$(systemctl is-active ssh.service)")
+        assert re.findall(r"\bssh=(.*?)[ \t]*\r?$", out, re.M) == ["active inactive",
+                                                                  "active"], out
+        served = [x.strip() for x in out.splitlines() if x.startswith("ssh-ed25519 ")]
+        assert len(served) == 2 and served[0] == served[1], out
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out

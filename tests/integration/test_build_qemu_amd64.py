@@ -120,6 +120,9 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer"):
         assert f"etc/systemd/system/timers.target.wants/{timer}" not in listing, timer
     assert not [f for f in listing if f.startswith("etc/ssh/ssh_host_")], "host keys shipped"
+    # sshd is socket-activated (the preset): the socket enabled, the service not
+    assert "etc/systemd/system/sockets.target.wants/ssh.socket" in listing
+    assert "etc/systemd/system/multi-user.target.wants/ssh.service" not in listing
     # boot time (issue 18): the vsock sshd generator, the crypttab/integritytab/veritytab
     # generators (the initramfs opens verity and LUKS2 itself), cloud-init's generator (the
     # image ships cloud-init off; tests/e2e/test_data_sources_qemu_amd64.py turns it on) and
