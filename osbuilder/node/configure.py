@@ -183,9 +183,10 @@ def apply_config(cfg: NodeConfig, facts: Facts, paths: AgentPaths) -> list[str]:
 def activate(cfg: NodeConfig, hostname: str, paths: AgentPaths, online: bool) -> None:
     units = ["systemd-sysctl.service"] if cfg.sysctl else []
     units += ["systemd-modules-load.service"] if cfg.modules else []
-    # resolved starts alongside `boot` (osbuilder-boot.service): it may have read its
-    # configuration before the DNS drop-in was written
+    # resolved and timesyncd start alongside `boot` (osbuilder-boot.service): each may
+    # have read its configuration before the DNS or NTP drop-in was written
     units += ["systemd-resolved.service"] if cfg.dns_nameservers else []
+    units += ["systemd-timesyncd.service"] if cfg.ntp_servers else []
     cloud_init = bool(cfg.data_sources) and data_sources_applier.active(cfg, paths.root)
     note("activate", hostname, units, cloud_init, online)
     start_units(paths.root, hostname, units, cloud_init, online)

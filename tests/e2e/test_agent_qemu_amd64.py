@@ -162,6 +162,9 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
+        # so does timesyncd (not after the agent: its unit), restarted for the NTP servers
+        out = vm.shell("echo ntp=$(timedatectl show-timesync -p SystemNTPServers --value)")
+        assert re.search(r"\bntp=127\.0\.0\.1\s*$", out, re.M), out
         out = vm.shell("echo s3cret-e2e | sudo -S cat /etc/rancher/k3s/config.yaml; sync")
         assert "cluster-init: true" in out and "k3s.example.test" in out
         # fleet upgrades: the server deploys the OSUpgrade CRD and runs the controller

@@ -127,15 +127,20 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # generators (the initramfs opens verity and LUKS2 itself), cloud-init's generator (the
     # image ships cloud-init off; tests/e2e/test_data_sources_qemu_amd64.py turns it on) and
     # Debian's systemd-repart.service (no definitions to run; it only starts module
-    # loaders) are masked, a /dev/null link of their name in /etc (systemd.generator(7),
-    # systemctl(1) mask), and the root is read in 128 KiB blocks
+    # loaders), systemd-remount-fs, systemd-udev-load-credentials and modprobe@drm (nothing
+    # to do on a node: osbuilder/host/stages/units.py) are masked, a /dev/null link of
+    # their name in /etc (systemd.generator(7), systemctl(1) mask), and the root is read in
+    # 128 KiB blocks
     assert "etc/cloud/cloud-init.disabled" in listing
     for masked in ("etc/systemd/system-generators/systemd-ssh-generator",
                    "etc/systemd/system-generators/systemd-cryptsetup-generator",
                    "etc/systemd/system-generators/systemd-integritysetup-generator",
                    "etc/systemd/system-generators/systemd-veritysetup-generator",
                    "etc/systemd/system-generators/cloud-init-generator",
-                   "etc/systemd/system/systemd-repart.service"):
+                   "etc/systemd/system/systemd-repart.service",
+                   "etc/systemd/system/systemd-remount-fs.service",
+                   "etc/systemd/system/systemd-udev-load-credentials.service",
+                   "etc/systemd/system/modprobe@drm.service"):
         assert masked in listing
         assert squash_extract(img, root_a, masked, tmp_path).readlink() == Path("/dev/null")
     superblock = subprocess.run(["unsquashfs", "-s", "-o", str(root_a.start), str(img)],

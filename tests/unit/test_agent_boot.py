@@ -200,6 +200,20 @@ def test_later_units_are_started_only_with_work_to_do(tmp_path: Path) -> None:
     assert not paths.run_cmd_marker.exists(), "run_cmd gone from the config: marker removed"
 
 
+def test_resolved_and_timesyncd_restart_only_for_their_servers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither waits for `boot` (osbuilder-boot.service starts them side by side): each is
+    restarted when the config names its servers, so that it reads the drop-in `boot`
+    wrote (the e2e server test checks timesyncd's servers in the VM)."""
+    started: list[list[str]] = []
+    monkeypatch.setattr("osbuilder.node.configure.start_units",
+                        lambda root, hostname, units, *_: started.append(units))
+    boot(node(tmp_path / "plain", {"hostname": "n1"}), FACTS)
+    boot(node(tmp_path / "servers", {"k3os": {"ntp_servers": ["ntp.example.test"],
+                                              "dns_nameservers": ["10.0.0.53"]}}), FACTS)
+    assert started == [[], ["systemd-resolved.service", "systemd-timesyncd.service"]]
+
+
 def test_boot_command_line_skips_the_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     """`osbuilder-agent boot` runs before every login prompt: it goes straight to the boot
     command (building the 18 sub-parsers cost seconds under emulation); any other

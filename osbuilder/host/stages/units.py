@@ -38,7 +38,16 @@ CLOUD_INIT_GENERATOR = "cloud-init-generator"
 # a transaction, as the agent's start of k3s does (which then also started
 # modprobe@efi_pstore again): five process starts a boot for nothing, under emulation
 # 0.35-0.5 s of CPU each.
-MASKED_UNITS = ("systemd-repart.service",)
+# Three more that start a process on every boot and have nothing to do on a node:
+# systemd-remount-fs.service remounts what fstab lists for /, /usr and the API file
+# systems, and the root without a fstab line only when systemd-gpt-auto-generator asks
+# (systemd.gpt_auto=0 here); a node's fstab lists only /data and /boot/efi.
+# systemd-udev-load-credentials.service loads udev rules and settings passed as system
+# credentials; a node's come with the image or its config. modprobe@drm.service, wanted by
+# systemd-logind for graphical seats; a node has none, and udev loads the drm core with a
+# GPU's driver anyway. (Wants= on a masked unit is no error.)
+MASKED_UNITS = ("systemd-repart.service", "systemd-remount-fs.service",
+                "systemd-udev-load-credentials.service", "modprobe@drm.service")
 # Package files left out of the image. Python's binfmt.d entry runs .pyc files as programs,
 # which no node needs; it is the image's only one, and systemd-binfmt.service runs on every
 # boot while any binfmt.d folder is not empty (its ConditionDirectoryNotEmpty=), a process
