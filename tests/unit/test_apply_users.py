@@ -1,7 +1,8 @@
 """Passwords in /etc/shadow and the home of `osb`.
 
-Hashing a plain-text password needs passlib (Debian python3-passlib on the node); those
-tests skip, saying so, where the host lacks it. Everything else runs without it."""
+The applier hashes with the system's libcrypt (osbuilder.shared.sha_crypt); passlib checks
+the hashes here, an implementation of its own: those checks skip, saying so, where the
+host lacks it."""
 
 from __future__ import annotations
 

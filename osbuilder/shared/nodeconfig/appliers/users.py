@@ -6,11 +6,10 @@ both get the same password and SSH keys."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from pathlib import Path
-from typing import Any
 
+from osbuilder.shared import sha_crypt
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.file_writes import ensure_dir, lookup_ids, read_json, remove, write_atomic
 from osbuilder.shared.nodeconfig.accounts import Accounts
@@ -21,23 +20,13 @@ USER = "osb"
 LOGIN_USERS = (USER, "rancher")  # the image may lack rancher (built before it existed)
 LOCKED = "!"
 ROOT_LOCKED = "!*"
-# glibc's and Debian's default for sha512-crypt. Python 3.13 has no crypt module, so
-# passlib hashes in pure Python: passlib's own default (656000) takes minutes on a Pi.
-ROUNDS = 5000
+# glibc's and Debian's default for sha512-crypt (osbuilder.shared.sha_crypt: libcrypt)
+ROUNDS = sha_crypt.DEFAULT_ROUNDS
 # /etc is rebuilt every boot, so the hash is kept on /var (data) next to a SHA-256
 # fingerprint of the configured password: an unchanged password is neither hashed nor
 # verified again (each costs seconds on a Pi or under emulation). The fingerprint adds
 # no exposure: the plain text is in config.yaml on the FAT boot partition anyway.
 HASH_CACHE = Path("var/lib/osbuilder/osb-password.json")
-
-
-def _sha512_crypt() -> Any:
-    # Imported late: passlib has no type stubs, and only plain-text passwords need it.
-    try:
-        return importlib.import_module("passlib.hash").sha512_crypt
-    except ImportError as e:
-        raise OsbError("k3os.password: hashing a plain-text password needs passlib "
-                       "(Debian package python3-passlib)") from e
 
 
 def fingerprint(password: str) -> str:
@@ -56,18 +45,24 @@ def password_hash(password: str | None, current: str | None,
         if any(c in password for c in ":\n\r"):
             raise OsbError("k3os.password: a crypt string cannot contain ':' or a newline")
         return password
-    hasher = _sha512_crypt()
-    if current and hasher.identify(current) and hasher.verify(password, current):
-        return current
-    return str(hasher.using(rounds=ROUNDS).hash(password))
+    try:
+        if current and sha_crypt.verify(password, current):
+            return current
+        return sha_crypt.hash_password(password, ROUNDS)
+    except OsbError as e:
+        raise OsbError(f"k3os.password: {e}") from e
 
 
 def check_password(cfg: NodeConfig) -> None:
-    """Raise now what `apply` would raise later: a bad crypt string, or no passlib."""
+    """Raise now what `apply` would raise later: a bad crypt string, or a plain-text
+    password that cannot be hashed (a NUL in it)."""
     if cfg.password is not None and cfg.password.startswith("$"):
         password_hash(cfg.password, None)
     elif cfg.password is not None:
-        _sha512_crypt()
+        try:
+            sha_crypt.check(cfg.password)
+        except OsbError as e:
+            raise OsbError(f"k3os.password: {e}") from e
 
 
 def _fields(text: str) -> dict[str, list[str]]:
@@ -126,7 +121,7 @@ def ensure_home(root: Path, user: str = USER) -> tuple[int, int]:
 
 
 def check(cfg: NodeConfig, accounts: Accounts) -> None:
-    """A crypt string must fit /etc/shadow; plain text needs passlib to hash it."""
+    """A crypt string must fit /etc/shadow; plain text must be one libcrypt can hash."""
     check_password(cfg)
 
 def apply(cfg: NodeConfig, facts: Facts, root: Path) -> None:
