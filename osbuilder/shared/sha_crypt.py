@@ -43,9 +43,15 @@ def _library_crypt() -> Callable[[bytes, bytes], bytes | None]:
 
 def check(password: str) -> None:
     """Raise what hashing password would for the password itself: a NUL (C strings end
-    there). Not the library: a config check loads none."""
+    there), text that is no UTF-8 (a lone surrogate from a YAML escape). Not the library:
+    a config check loads none."""
     if "\0" in password:
         raise OsbError("a password cannot contain a NUL character")
+    try:
+        password.encode()
+    except UnicodeEncodeError as e:
+        raise OsbError(f"a password must be UTF-8 text; character {e.start + 1} is a lone "
+                       "surrogate") from None
 
 
 def crypt(password: str, setting: str) -> str:

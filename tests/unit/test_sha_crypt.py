@@ -34,7 +34,7 @@ SPEC = [
      "$6$rounds=5000$toolongsaltstrin$lQ8jolhgVRVhY4b5pZKaysCLi0QBxGoNeKQzQ3glMhwllF7oGDZxU"
      "hx1yxdYcz/e1JSbq3y6JMxxl8audkUEm0"),
 ]
-PASSWORDS = st.text(st.characters(blacklist_characters="\0"), max_size=40)
+PASSWORDS = st.text(st.characters(codec="utf-8", blacklist_characters="\0"), max_size=40)
 SALTS = st.text(st.sampled_from(sha_crypt.SALT_CHARS), min_size=1, max_size=16)
 
 
@@ -91,6 +91,17 @@ def test_nul_is_refused_with_the_field_named() -> None:
         users.check_password(parse({"k3os": {"password": "a\0b"}}))
     with pytest.raises(OsbError, match=r"^k3os\.password: .*NUL"):
         users.password_hash("a\0b", None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=20))
+def test_any_text_is_a_hash_or_an_error_naming_the_field(password: str) -> None:
+    # a YAML escape can make a NUL or a lone surrogate: never a traceback
+    try:
+        assert sha_crypt.verify(password, users.password_hash(password, None))
+    except OsbError as e:
+        assert str(e).startswith("k3os.password: ")
+        assert "\0" in password or any(0xD800 <= ord(c) <= 0xDFFF for c in password)
 
 
 def test_a_setting_libcrypt_refuses_is_an_error() -> None:
