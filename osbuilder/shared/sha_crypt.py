@@ -5,8 +5,8 @@ Why not passlib: Python 3.13 has no crypt module, so Debian's passlib reaches th
 libcrypt through legacycrypt, which imports ctypes.util, and that shutil, bz2 and lzma.
 Profiled in a node's first boot under TCG (cProfile as osbuilder-boot's ExecStart,
 docs/benchmarks.md), `import passlib.hash` took 4.2 s of the agent's 11.8 s, the hash
-itself 14 ms. Here: ctypes and one library, imported only when a password is hashed or
-checked (a full boot applies a config without one too).
+itself 14 ms. Here: ctypes and one library, loaded only when a password is hashed or
+verified (a config check and a config without a password load neither).
 """
 
 from __future__ import annotations

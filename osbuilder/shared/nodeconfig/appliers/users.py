@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from osbuilder.shared import sha_crypt
@@ -45,12 +47,10 @@ def password_hash(password: str | None, current: str | None,
         if any(c in password for c in ":\n\r"):
             raise OsbError("k3os.password: a crypt string cannot contain ':' or a newline")
         return password
-    try:
+    with _password_field():
         if current and sha_crypt.verify(password, current):
             return current
         return sha_crypt.hash_password(password, ROUNDS)
-    except OsbError as e:
-        raise OsbError(f"k3os.password: {e}") from e
 
 
 def check_password(cfg: NodeConfig) -> None:
@@ -59,10 +59,17 @@ def check_password(cfg: NodeConfig) -> None:
     if cfg.password is not None and cfg.password.startswith("$"):
         password_hash(cfg.password, None)
     elif cfg.password is not None:
-        try:
+        with _password_field():
             sha_crypt.check(cfg.password)
-        except OsbError as e:
-            raise OsbError(f"k3os.password: {e}") from e
+
+
+@contextmanager
+def _password_field() -> Iterator[None]:
+    """sha_crypt's errors, naming the config field they came from."""
+    try:
+        yield
+    except OsbError as e:
+        raise OsbError(f"k3os.password: {e}") from e
 
 
 def _fields(text: str) -> dict[str, list[str]]:
