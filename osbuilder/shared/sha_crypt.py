@@ -17,7 +17,8 @@ from osbuilder.shared.errors import OsbError
 
 LIBRARY = "libcrypt.so.1"
 PREFIX = "$6$"
-DEFAULT_ROUNDS = 5000  # the algorithm's default: a hash made with it does not name it
+# the algorithm's default, and glibc's and Debian's: a hash made with it does not name it
+DEFAULT_ROUNDS = 5000
 SALT_CHARS = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SALT_LEN = 16  # the longest salt the algorithm uses
 

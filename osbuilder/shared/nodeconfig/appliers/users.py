@@ -22,8 +22,6 @@ USER = "osb"
 LOGIN_USERS = (USER, "rancher")  # the image may lack rancher (built before it existed)
 LOCKED = "!"
 ROOT_LOCKED = "!*"
-# glibc's and Debian's default for sha512-crypt (osbuilder.shared.sha_crypt: libcrypt)
-ROUNDS = sha_crypt.DEFAULT_ROUNDS
 # /etc is rebuilt every boot, so the hash is kept on /var (data) next to a SHA-256
 # fingerprint of the configured password: an unchanged password is neither hashed nor
 # verified again (each costs seconds on a Pi or under emulation). The fingerprint adds
@@ -50,7 +48,7 @@ def password_hash(password: str | None, current: str | None,
     with _password_field():
         if current and sha_crypt.verify(password, current):
             return current
-        return sha_crypt.hash_password(password, ROUNDS)
+        return sha_crypt.hash_password(password)
 
 
 def check_password(cfg: NodeConfig) -> None:
