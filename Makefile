@@ -25,9 +25,10 @@ RUN_PACKAGES := qemu-system-x86 ovmf qemu-system-arm qemu-efi-aarch64 u-boot-qem
 	swtpm-tools
 # tests only: fw_printenv (U-Boot state checks), debootstrap and sudo for diskimage-builder
 # (rootfs backend dib, make bench), seabios to boot DIB's image, ipxe-qemu as the PXE ROM of
-# QEMU's NICs (PXE tests), sbverify (the node's check of an update's UKI, run on the host)
+# QEMU's NICs (PXE tests), sbverify (the node's check of an update's UKI, run on the host),
+# ssh and ssh-keygen (an SSH session into a booted node)
 TEST_PACKAGES := $(RUN_PACKAGES) libubootenv-tool debootstrap sudo seabios ipxe-qemu \
-	sbsigntool
+	sbsigntool openssh-client
 # make install: the link to this checkout's osbuilder, in root's PATH and in sudo's
 # secure_path (Debian's /etc/sudoers: /usr/local/sbin:/usr/local/bin:/usr/sbin:...)
 PREFIX ?= /usr/local

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,11 +61,54 @@ def write_config(disk: Path, config: dict[str, Any] | str, tmp_path: Path) -> No
     fat_write(disk, partitions(disk)[1][0], "config.yaml", text.encode(), tmp_path)
 
 
-def boot(disk: Path, tmp_path: Path, guestfwd: tuple[str, ...] = ()) -> VM:
+def boot(disk: Path, tmp_path: Path, guestfwd: tuple[str, ...] = (),
+         hostfwd: tuple[str, ...] = ()) -> VM:
     serial, extra = interactive_serial(tmp_path / "console.sock")
     argv = qemu_argv(load_board("qemu-amd64"), disk, tmp_path / "vars.fd", serial=serial,
-                     extra=extra, guest_forwards=guestfwd)
+                     extra=extra, guest_forwards=guestfwd, host_forwards=hostfwd)
     return VM(argv, tmp_path / "console.log", tmp_path / "console.sock")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ssh_session_ends_before_the_network(vm: VM, port: int, key: Path) -> None:
+    """A real SSH session from the host (the config's key) is ended by stopping
+    osbuilder-ssh-sessions.service, which shutdown stops before network.target: the
+    client hears the node close it. The login prompt did not wait for the network:
+    systemd-user-sessions.service is not ordered after network.target
+    (osbuilder/host/stages/units.py: USER_SESSIONS)."""
+    client = subprocess.Popen(
+        ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port), "-tt",
+         "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+         "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=120",
+         "osb@127.0.0.1", "echo ssh-session-open; sleep 600"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.stdout is not None
+        # the session is open once the remote shell printed (sshd starts on this first
+        # connection: its socket)
+        assert select.select([client.stdout], [], [], TIMEOUT)[0], "no SSH session"
+        line = client.stdout.readline()
+        assert b"ssh-session-open" in line, line
+        # OpenSSH 9.8+ names a session's process "sshd-session: user@pts/N", which the
+        # unit's pattern looks for (tests/unit/test_user_sessions_order.py)
+        out = vm.shell("ps -eo args | grep '^sshd'; systemctl show --no-pager -p After "
+                       "osbuilder-ssh-sessions.service systemd-user-sessions.service; "
+                       "echo s3cret-e2e | sudo -S systemctl stop osbuilder-ssh-sessions.service")
+        assert re.search(r"^sshd-session: osb@pts/\d+\s*$", out, re.M), out
+        ssh_after, sessions_after = (a.split() for a in re.findall(r"^After=(.*)$", out, re.M))
+        assert "network.target" in ssh_after and "network.target" not in sessions_after, out
+        _, err = client.communicate(timeout=120)
+        assert client.returncode == 255 and b"closed by remote host" in err, err
+        vm.shell("true")  # the VM still runs: the node closed the session, not QEMU's exit
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
 
 
 def data_file(disk: Path, path: str, tmp_path: Path) -> bytes | None:
@@ -71,8 +116,13 @@ def data_file(disk: Path, path: str, tmp_path: Path) -> bytes | None:
 
 
 def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
-    disk = prepare(qemu_amd64_build, tmp_path, SERVER)
-    with boot(disk, tmp_path) as vm:
+    key = tmp_path / "id_ed25519"  # a key of this test's own, for a real SSH session
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pub = key.with_suffix(".pub").read_text().strip()
+    config = dict(SERVER, ssh_authorized_keys=[KEY, pub])
+    disk = prepare(qemu_amd64_build, tmp_path, config)
+    port = free_port()
+    with boot(disk, tmp_path, hostfwd=(f"tcp:127.0.0.1:{port}-:22",)) as vm:
         m = vm.wait_for(r"osbuilder-agent: applied config \(sources=([^,]*), role=server, "
                         r"hostname=node-s1\)", TIMEOUT)
         assert m.group(1) == "/boot/efi/config.yaml"
@@ -159,6 +209,7 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
                                                                   "active"], out
         served = [x.strip() for x in out.splitlines() if x.startswith("ssh-ed25519 ")]
         assert len(served) == 2 and served[0] == served[1], out
+        ssh_session_ends_before_the_network(vm, port, key)
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
@@ -208,7 +259,7 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
     assert k3s_cfg["node-taint"] == ["dedicated=edge:NoSchedule"]
     assert k3s_cfg["disable"] == ["traefik"] and "server" not in k3s_cfg
     keys = (data_file(disk, "/home/osb/.ssh/authorized_keys", tmp_path) or b"").decode()
-    assert [k for k in keys.splitlines() if not k.startswith("#")] == [KEY]
+    assert [k for k in keys.splitlines() if not k.startswith("#")] == [KEY, pub]
     assert data_file(disk, "/var/lib/e2e/hello.txt", tmp_path) == b"hello\n"
     assert data_file(disk, "/var/lib/e2e/run_cmd.txt", tmp_path) == b"ran\n"
     state = json.loads(data_file(disk, "/var/lib/osbuilder/agent-state.json", tmp_path) or b"{}")

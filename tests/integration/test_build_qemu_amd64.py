@@ -160,6 +160,20 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # src/network/networkd-sysctl.c); tests/e2e/test_agent_qemu_amd64.py checks the VM
     dropin = "usr/lib/systemd/system/systemd-networkd.service.d/50-osbuilder.conf"
     assert "\nSystemCallFilter=~bpf\n" in squash_read(img, root_a, dropin, tmp_path).decode()
+    # the gettys' systemd-user-sessions.service does not wait for network.target: /etc's
+    # copy of Debian's unit without it; SSH sessions end before the network at shutdown
+    # through osbuilder-ssh-sessions.service, enabled (osbuilder/host/stages/units.py:
+    # USER_SESSIONS; tests/e2e/test_agent_qemu_amd64.py checks both in the VM)
+    packaged = squash_read(img, root_a, "usr/lib/systemd/system/systemd-user-sessions.service",
+                           tmp_path).decode()
+    override = squash_read(img, root_a, "etc/systemd/system/systemd-user-sessions.service",
+                           tmp_path).decode()
+    assert re.search(r"^After=.*\bnetwork\.target\b", packaged, re.M), packaged
+    assert not re.search(r"^After=.*\bnetwork\.target\b", override, re.M), override
+    assert "\nExecStart=/usr/lib/systemd/systemd-user-sessions start\n" in override
+    wants = "etc/systemd/system/multi-user.target.wants/osbuilder-ssh-sessions.service"
+    assert squash_extract(img, root_a, wants, tmp_path).readlink() == Path(
+        "/usr/lib/systemd/system/osbuilder-ssh-sessions.service")
     # the agent runs isolated (-I): no /usr/bin or user site on its sys.path; without the
     # site module (-S), whose one folder the agent needs (python3-* packages) the entry adds
     entry = squash_read(img, root_a, "usr/bin/osbuilder-agent", tmp_path)

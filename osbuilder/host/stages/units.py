@@ -1,6 +1,7 @@
 """Stage units: create sysusers.d users; enable/disable units as the preset files list
 (overlay layers each bring their own, e.g. the MBR layer's data partition growth); mask
-the generators and units a node does not want."""
+the generators and units a node does not want; let logins open before the network is
+up (USER_SESSIONS)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,19 @@ MASKED_UNITS = ("systemd-repart.service", "systemd-remount-fs.service",
 # start beside the boot's own under emulation. An entry a config writes to /etc/binfmt.d
 # still starts it.
 DROPPED_FILES = ("usr/lib/binfmt.d/python3*.conf",)
+# systemd-user-sessions.service removes /run/nologin at boot, and every getty is ordered
+# after it. Upstream also orders it after network.target (systemd commit 8c85680, for
+# systemd issue 2390) so that at shutdown logind's session scopes, ordered after it, stop
+# before the network, and an SSH client is not left hanging. At boot that made the login
+# prompt wait for the agent's network config and networkd's start (systemd issue 12853):
+# 7-9 s of a first boot under emulation (docs/benchmarks.md). A node has no logind
+# sessions (no pam_systemd), so the order protected nothing here; its SSH sessions end
+# before the network through osbuilder-ssh-sessions.service. The image gets the unit
+# without that order in /etc, which overrides /usr/lib (systemd.unit(5)), written from the
+# package's own unit so that it keeps the rest of Debian's.
+USER_SESSIONS = "systemd-user-sessions.service"
+OVERRIDE_NOTE = ("# osbuilder: the package's unit without After=network.target "
+                 "(osbuilder/host/stages/units.py: USER_SESSIONS)")
 
 
 def apply_presets(ctx: BuildContext) -> None:
@@ -86,6 +100,36 @@ def apply_presets(ctx: BuildContext) -> None:
     for pattern in DROPPED_FILES:
         for f in ctx.rootfs.glob(pattern):
             f.unlink()
+    write_user_sessions_override(ctx.rootfs)
+
+
+def write_user_sessions_override(rootfs: Path) -> None:
+    """/etc's copy of USER_SESSIONS without network.target, where the package's unit has it."""
+    packaged = [rootfs / d / USER_SESSIONS
+                for d in ("usr/lib/systemd/system", "lib/systemd/system")]
+    unit = next((p for p in packaged if p.is_file()), None)
+    if unit is None:
+        return  # a rootfs from a tarball or DIB without it: nothing waits for it
+    text = without_network_order(unit.read_text())
+    if text is not None:
+        (rootfs / "etc/systemd/system" / USER_SESSIONS).write_text(
+            f"{OVERRIDE_NOTE}\n{text}")
+
+
+def without_network_order(unit: str) -> str | None:
+    """unit with network.target taken out of its After= lines (a line left with nothing
+    after it is dropped); None when no After= names it."""
+    out, changed = [], False
+    for line in unit.splitlines(keepends=True):
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "After" and "network.target" in value.split():
+            changed = True
+            kept = [v for v in value.split() if v != "network.target"]
+            if not kept:
+                continue
+            line = f"After={' '.join(kept)}\n"
+        out.append(line)
+    return "".join(out) if changed else None
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:

@@ -1,0 +1,134 @@
+"""Logins open before the network is up; SSH sessions still end before it at shutdown.
+
+The unit below is Debian trixie's systemd-user-sessions.service (systemd 257, read from
+/usr/lib/systemd/system in the qemu-amd64 image built here). Every getty is ordered after
+it (units/getty@.service.in, serial-getty@.service.in: After=systemd-user-sessions.service).
+Upstream added network.target to its After= in commit 8c85680 for systemd issue 2390, so
+that logind's session scopes, ordered after it (src/login/logind-session.c,
+session_start_scope), stop before the network: stop order is the inverse of start order
+(systemd.unit(5), Before=/After=). A node has no pam_systemd, so no session scopes; its
+osbuilder-ssh-sessions.service ends SSH sessions at shutdown instead, as Debian's
+openssh-server README.Debian advises for systems without it (its example
+ssh-session-cleanup.service). OpenSSH 9.8 moved sessions into sshd-session, which
+setproctitle()s itself "sshd-session: user@pts/N" (or "user@notty"), its privileged
+monitor "sshd-session: user [priv]", the listener "sshd: /usr/sbin/sshd -D [listener] ..."
+(openssh-portable sshd-session.c and sshd.c); tests/e2e/test_agent_qemu_amd64.py checks
+the real sshd's names through a real session.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from osbuilder.host.stages.units import (
+    OVERRIDE_NOTE,
+    USER_SESSIONS,
+    without_network_order,
+    write_user_sessions_override,
+)
+from tests.helpers.shipped_units import UNITS_DIR, unit_keys
+
+TRIXIE_UNIT = """\
+#  SPDX-License-Identifier: LGPL-2.1-or-later
+#
+#  This file is part of systemd.
+
+[Unit]
+Description=Permit User Sessions
+Documentation=man:systemd-user-sessions.service(8)
+After=remote-fs.target nss-user-lookup.target network.target home.mount
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/lib/systemd/systemd-user-sessions start
+ExecStop=/usr/lib/systemd/systemd-user-sessions stop
+"""
+
+
+def test_debian_unit_loses_network_target_and_nothing_else() -> None:
+    out = without_network_order(TRIXIE_UNIT)
+    assert out == TRIXIE_UNIT.replace(
+        "After=remote-fs.target nss-user-lookup.target network.target home.mount",
+        "After=remote-fs.target nss-user-lookup.target home.mount")
+
+
+def test_an_after_line_naming_only_network_target_goes() -> None:
+    assert without_network_order("[Unit]\nAfter=network.target\nAfter=a.target\n") \
+        == "[Unit]\nAfter=a.target\n"
+    assert without_network_order("[Unit]\nAfter = network.target b.service") \
+        == "[Unit]\nAfter=b.service\n"
+
+
+def test_nothing_to_change_gives_none() -> None:
+    assert without_network_order("[Unit]\nAfter=remote-fs.target\n") is None
+    # a name that only starts like it, or another key, is not the order
+    assert without_network_order("[Unit]\nAfter=network.target.wants\n") is None
+    assert without_network_order("[Unit]\nWants=network.target\n") is None
+    assert without_network_order("") is None
+
+
+@given(st.lists(st.sampled_from(["[Unit]", "After=", "Wants=", "network.target", " ", "a.target",
+                                 "#", "=", "\n", "\t"]), max_size=40).map("".join))
+def test_any_unit_text_keeps_every_line_but_the_order(text: str) -> None:
+    out = without_network_order(text)
+    if out is None:
+        return
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        assert not (sep and key.strip() == "After" and "network.target" in value.split())
+    # every other line is kept, in order
+    kept = [line for line in text.splitlines()
+            if not (line.partition("=")[0].strip() == "After"
+                    and "network.target" in line.partition("=")[2].split())]
+    assert [line for line in out.splitlines() if line in kept] == kept
+
+
+def test_override_is_written_to_etc_from_the_package_unit(tmp_path: Path) -> None:
+    (tmp_path / "usr/lib/systemd/system").mkdir(parents=True)
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    (tmp_path / "usr/lib/systemd/system" / USER_SESSIONS).write_text(TRIXIE_UNIT)
+    write_user_sessions_override(tmp_path)
+    text = (tmp_path / "etc/systemd/system" / USER_SESSIONS).read_text()
+    assert text.startswith(OVERRIDE_NOTE + "\n")
+    assert "\nAfter=remote-fs.target nss-user-lookup.target home.mount\n" in text
+    assert "ExecStart=/usr/lib/systemd/systemd-user-sessions start\n" in text
+    # the package's file itself is left as it was
+    assert (tmp_path / "usr/lib/systemd/system" / USER_SESSIONS).read_text() == TRIXIE_UNIT
+
+
+def test_no_override_without_the_unit_or_without_the_order(tmp_path: Path) -> None:
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    write_user_sessions_override(tmp_path)
+    (tmp_path / "lib/systemd/system").mkdir(parents=True)
+    (tmp_path / "lib/systemd/system" / USER_SESSIONS).write_text("[Unit]\nAfter=a.target\n")
+    write_user_sessions_override(tmp_path)
+    assert not (tmp_path / "etc/systemd/system" / USER_SESSIONS).exists()
+
+
+def test_ssh_sessions_unit_ends_sessions_after_the_network_is_ordered() -> None:
+    keys = unit_keys("osbuilder-ssh-sessions.service")
+    assert keys["After"] == ["network.target"]
+    assert keys["WantedBy"] == ["multi-user.target"] and keys["RemainAfterExit"] == ["yes"]
+    assert "ExecStart" not in keys  # started at boot without a process
+    (stop,) = keys["ExecStop"]
+    m = re.fullmatch(r'-/usr/bin/pkill --full "(.+)"', stop)
+    assert m, stop
+    # pkill's extended regex here means the same in Python's re
+    pattern = re.compile(m.group(1))
+    for session in ("sshd-session: osb@pts/0", "sshd-session: root@notty",
+                    "sshd: osb@pts/1"):  # OpenSSH before 9.8
+        assert pattern.search(session), session
+    for other in ("sshd-session: osb [priv]", "sshd: /usr/sbin/sshd -D [listener] 0 of "
+                  "10-100 startups", "sshd-session: unknown [net]", "-bash", "sleep 600",
+                  "/usr/sbin/sshd -D", "ssh osb@node"):
+        assert not pattern.search(other), other
+
+
+def test_ssh_sessions_unit_is_enabled_by_the_preset() -> None:
+    preset = (UNITS_DIR.parent / "system-preset/80-osbuilder.preset").read_text()
+    assert "\nenable osbuilder-ssh-sessions.service\n" in preset
