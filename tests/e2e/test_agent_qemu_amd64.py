@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,36 +76,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ssh_session_ends_before_the_network(vm: VM, port: int, key: Path) -> None:
-    """A real SSH session from the host (the config's key) is ended by stopping
-    osbuilder-ssh-sessions.service, which shutdown stops before network.target: the
-    client hears the node close it. The login prompt did not wait for the network:
-    systemd-user-sessions.service is not ordered after network.target
+@contextmanager
+def ssh_session(vm: VM, port: int, key: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real SSH session from the host (the config's key), open until the node ends it.
+    Checks, in the VM, the session's process names that osbuilder-ssh-sessions.service
+    looks for, its order after network.target, and that the login prompt did not wait
+    for the network: systemd-user-sessions.service is not ordered after network.target
     (osbuilder/host/stages/units.py: USER_SESSIONS)."""
     client = subprocess.Popen(
         ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port), "-tt",
          "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
          "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=120",
-         "osb@127.0.0.1", "echo ssh-session-open; sleep 600"],
+         "osb@127.0.0.1", "echo ssh-session-open; sleep 900"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert client.stdout is not None
-        # the session is open once the remote shell printed (sshd starts on this first
-        # connection: its socket)
+        # open once the remote shell printed (sshd starts on this first connection)
         assert select.select([client.stdout], [], [], TIMEOUT)[0], "no SSH session"
         line = client.stdout.readline()
         assert b"ssh-session-open" in line, line
-        # OpenSSH 9.8+ names a session's process "sshd-session: user@pts/N", which the
-        # unit's pattern looks for (tests/unit/test_user_sessions_order.py)
+        # OpenSSH 9.8+ names a session's processes "sshd-session: user@pts/N" and
+        # "sshd-session: user [priv]" (tests/unit/test_user_sessions_order.py)
         out = vm.shell("ps -eo args | grep '^sshd'; systemctl show --no-pager -p After "
-                       "osbuilder-ssh-sessions.service systemd-user-sessions.service; "
-                       "echo s3cret-e2e | sudo -S systemctl stop osbuilder-ssh-sessions.service")
+                       "osbuilder-ssh-sessions.service systemd-user-sessions.service")
         assert re.search(r"^sshd-session: osb@pts/\d+\s*$", out, re.M), out
+        assert re.search(r"^sshd-session: osb \[priv\]\s*$", out, re.M), out
         ssh_after, sessions_after = (a.split() for a in re.findall(r"^After=(.*)$", out, re.M))
         assert "network.target" in ssh_after and "network.target" not in sessions_after, out
-        _, err = client.communicate(timeout=120)
-        assert client.returncode == 255 and b"closed by remote host" in err, err
-        vm.shell("true")  # the VM still runs: the node closed the session, not QEMU's exit
+        yield client
     finally:
         if client.poll() is None:
             client.kill()
@@ -122,7 +121,8 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
     config = dict(SERVER, ssh_authorized_keys=[KEY, pub])
     disk = prepare(qemu_amd64_build, tmp_path, config)
     port = free_port()
-    with boot(disk, tmp_path, hostfwd=(f"tcp:127.0.0.1:{port}-:22",)) as vm:
+    with boot(disk, tmp_path, hostfwd=(f"tcp:127.0.0.1:{port}-:22",)) as vm, \
+            ExitStack() as stack:
         m = vm.wait_for(r"osbuilder-agent: applied config \(sources=([^,]*), role=server, "
                         r"hostname=node-s1\)", TIMEOUT)
         assert m.group(1) == "/boot/efi/config.yaml"
@@ -209,7 +209,7 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
                                                                   "active"], out
         served = [x.strip() for x in out.splitlines() if x.startswith("ssh-ed25519 ")]
         assert len(served) == 2 and served[0] == served[1], out
-        ssh_session_ends_before_the_network(vm, port, key)
+        client = stack.enter_context(ssh_session(vm, port, key))
         # resolved starts alongside the agent: restarted by it, it has the configured DNS
         out = vm.shell("resolvectl dns | cat")  # not a tty: no colours
         assert re.search(r"Global: 10\.0\.2\.99\s*$", out, re.M), out
@@ -250,6 +250,12 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         print(f"agent boot on unchanged config: {fig.group(1)} s, peak RSS "
               f"{int(fig.group(2)) / 1024:.1f} MiB (TCG)")
         console = vm.console()
+        # a reboot ends the SSH session before the network goes (osbuilder-ssh-sessions):
+        # the client hears the node close it. Before that unit, the session hung: the
+        # DHCP address went with networkd before sshd's session processes were killed.
+        vm.type("echo s3cret-e2e | sudo -S systemctl reboot\n")
+        _, err = client.communicate(timeout=TIMEOUT)
+        assert client.returncode == 255 and b"closed by remote host" in err, err
     assert "config error" not in console
     rec = json.loads(data_file(disk, "/var/lib/rancher/k3s-standin/record.json", tmp_path)
                      or b"{}")

@@ -115,18 +115,24 @@ def test_ssh_sessions_unit_ends_sessions_after_the_network_is_ordered() -> None:
     assert keys["After"] == ["network.target"]
     assert keys["WantedBy"] == ["multi-user.target"] and keys["RemainAfterExit"] == ["yes"]
     assert "ExecStart" not in keys  # started at boot without a process
-    (stop,) = keys["ExecStop"]
-    m = re.fullmatch(r'-/usr/bin/pkill --full "(.+)"', stop)
-    assert m, stop
-    # pkill's extended regex here means the same in Python's re
-    pattern = re.compile(m.group(1))
-    for session in ("sshd-session: osb@pts/0", "sshd-session: root@notty",
-                    "sshd: osb@pts/1"):  # OpenSSH before 9.8
-        assert pattern.search(session), session
-    for other in ("sshd-session: osb [priv]", "sshd: /usr/sbin/sshd -D [listener] 0 of "
-                  "10-100 startups", "sshd-session: unknown [net]", "-bash", "sleep 600",
-                  "/usr/sbin/sshd -D", "ssh osb@node"):
-        assert not pattern.search(other), other
+    kill, wait = keys["ExecStop"]
+    # pkill's and pidwait's extended regexes here mean the same in Python's re
+    m = re.fullmatch(r'-/usr/bin/pkill --full "(.+)"', kill)
+    assert m, kill
+    sessions = re.compile(m.group(1))
+    m = re.fullmatch(r'-/usr/bin/pidwait --full "(.+)"', wait)
+    assert m, wait
+    monitors = re.compile(m.group(1))
+    for title in ("sshd-session: osb@pts/0", "sshd-session: root@notty",
+                  "sshd: osb@pts/1"):  # OpenSSH before 9.8
+        assert sessions.search(title) and not monitors.search(title), title
+    for title in ("sshd-session: osb [priv]", "sshd: osb [priv]"):
+        assert monitors.search(title) and not sessions.search(title), title
+    for other in ("sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+                  "sshd-session: unknown [net]", "sshd: [accepted]", "-bash", "sleep 600",
+                  "/usr/sbin/sshd -D", "ssh osb@node", "/usr/bin/pidwait --full ^sshd: x .priv."):
+        assert not sessions.search(other) and not monitors.search(other), other
+    assert keys["TimeoutStopSec"] == ["15s"]  # a stuck monitor holds up a reboot this long
 
 
 def test_ssh_sessions_unit_is_enabled_by_the_preset() -> None:
