@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from osbuilder.shared.errors import OsbError
 from osbuilder.shared.nodeconfig.appliers import users
@@ -91,11 +93,36 @@ def test_set_shadow_expires_or_clears_the_last_change_day() -> None:
         "osb:$6$c$d:19700:0:99999:7:::"
 
 
-def test_bad_crypt_string_names_the_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("crypt", ["$6$a:b$c", "$6$a\nb", "$6$a\x00b", "$6$a b", "$6$a\tb",
+                                   "$6$a;b", "$6$a*b", "$6$a!b", "$6$a\\b", "$6$é", "$6$\ud800"])
+def test_bad_crypt_string_names_the_key(tmp_path: Path, crypt: str) -> None:
+    # crypt(5), libxcrypt: hashes are printable ASCII without whitespace or : ; * ! \
     root = make_root(tmp_path)
     with pytest.raises(OsbError, match=r"k3os\.password: a crypt string cannot contain"):
-        users.apply(parse({"k3os": {"password": "$6$a:b$c"}}), FACTS, root)
+        users.check_password(parse({"k3os": {"password": crypt}}))
+    with pytest.raises(OsbError, match=r"k3os\.password: a crypt string cannot contain"):
+        users.apply(parse({"k3os": {"password": crypt}}), FACTS, root)
     assert "$6$a" not in (root / "etc/shadow").read_text()
+
+
+@pytest.mark.parametrize("crypt", [
+    CRYPT, "$6$rounds=5000$salt$" + "a" * 86, "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG",
+    "$2b$12$" + "./" * 26 + "ab", "$1$salt$abcdefghijklmnopqrstuv"])
+def test_crypt_strings_of_each_method_are_taken(tmp_path: Path, crypt: str) -> None:
+    root = make_root(tmp_path)
+    users.apply(parse({"k3os": {"password": crypt}}), FACTS, root)
+    assert shadow(root)["osb"][1] == crypt
+
+
+@given(st.text(max_size=40))
+def test_any_crypt_string_is_taken_as_a_hash_or_refused_by_name(rest: str) -> None:
+    try:
+        got = users.password_hash("$" + rest, None)
+    except OsbError as e:
+        assert str(e).startswith("k3os.password: a crypt string cannot contain")
+        return
+    assert got == "$" + rest
+    assert all(0x21 <= ord(c) <= 0x7e and c not in ":;*!\\" for c in got)
 
 
 def test_home_is_made_with_owner_and_mode(tmp_path: Path) -> None:

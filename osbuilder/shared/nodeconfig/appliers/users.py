@@ -27,6 +27,11 @@ ROOT_LOCKED = "!*"
 # verified again (each costs seconds on a Pi or under emulation). The fingerprint adds
 # no exposure: the plain text is in config.yaml on the FAT boot partition anyway.
 HASH_CACHE = Path("var/lib/osbuilder/osb-password.json")
+# crypt(5) (libxcrypt): "Hashed passphrases are always entirely printable ASCII, and do not
+# contain any whitespace or the characters ':', ';', '*', '!', or '\'" (delimiters and
+# markers in passwd(5) and shadow(5)). A crypt string with anything else is no hash, and a
+# ':', a newline or a NUL in it would break /etc/shadow.
+NOT_IN_HASHES = frozenset(":;*!\\")
 
 
 def fingerprint(password: str) -> str:
@@ -39,12 +44,13 @@ def password_hash(password: str | None, current: str | None,
     sha512-crypt, but a cached or current hash kept when it matches (idempotence)."""
     if password is None:
         return LOCKED
+    if password.startswith("$"):
+        if not all("!" <= c <= "~" and c not in NOT_IN_HASHES for c in password):
+            raise OsbError("k3os.password: a crypt string cannot contain blanks, control "
+                           "or non-ASCII characters, or any of : ; * ! \\ (crypt(5))")
+        return password
     if cached and cached.get("fingerprint") == fingerprint(password):
         return cached["hash"]
-    if password.startswith("$"):
-        if any(c in password for c in ":\n\r"):
-            raise OsbError("k3os.password: a crypt string cannot contain ':' or a newline")
-        return password
     with _password_field():
         if current and sha_crypt.verify(password, current):
             return current
