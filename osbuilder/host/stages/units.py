@@ -62,7 +62,8 @@ DROPPED_FILES = ("usr/lib/binfmt.d/python3*.conf",)
 # prompt wait for the agent's network config and networkd's start (systemd issue 12853):
 # 7-9 s of a first boot under emulation (docs/benchmarks.md). A node has no logind
 # sessions (no pam_systemd), so the order protected nothing here; its SSH sessions end
-# before the network through osbuilder-ssh-sessions.service. The image gets the unit
+# before the network through osbuilder-ssh-sessions.service, which would also cover
+# sessions in logind's scopes (it ends sshd's session processes). The image gets the unit
 # without that order in /etc, which overrides /usr/lib (systemd.unit(5)), written from the
 # package's own unit so that it keeps the rest of Debian's.
 USER_SESSIONS = "systemd-user-sessions.service"
