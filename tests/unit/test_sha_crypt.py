@@ -94,9 +94,11 @@ def test_nul_is_refused_with_the_field_named() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.text(max_size=20))
+@given(st.text(max_size=20).filter(lambda p: not p.startswith("$")))
 def test_any_text_is_a_hash_or_an_error_naming_the_field(password: str) -> None:
-    # a YAML escape can make a NUL or a lone surrogate: never a traceback
+    # plain text: one starting with "$" is a crypt string, kept as given, not hashed
+    # (tests/unit/test_apply_users.py); a YAML escape can make a NUL or a lone surrogate:
+    # never a traceback
     try:
         assert sha_crypt.verify(password, users.password_hash(password, None))
     except OsbError as e:
