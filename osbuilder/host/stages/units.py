@@ -12,7 +12,8 @@ from osbuilder.host.context import BuildContext
 from osbuilder.shared.nodeconfig.appliers import data_sources
 
 PRESETS = "usr/lib/systemd/system-preset"
-UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system", "etc/systemd/system")
+PACKAGE_UNIT_DIRS = ("usr/lib/systemd/system", "lib/systemd/system")
+UNIT_DIRS = (*PACKAGE_UNIT_DIRS, "etc/systemd/system")
 # Generators masked in the image (systemd.generator(7): a link to /dev/null of the same
 # name in /etc/systemd/system-generators). systemd-ssh-generator offers sshd on AF_VSOCK
 # and an AF_UNIX socket, for VMs and containers; its probe of AF_VSOCK loads the vsock
@@ -106,9 +107,8 @@ def apply_presets(ctx: BuildContext) -> None:
 
 def write_user_sessions_override(rootfs: Path) -> None:
     """/etc's copy of USER_SESSIONS without network.target, where the package's unit has it."""
-    packaged = [rootfs / d / USER_SESSIONS
-                for d in ("usr/lib/systemd/system", "lib/systemd/system")]
-    unit = next((p for p in packaged if p.is_file()), None)
+    unit = next((rootfs / d / USER_SESSIONS for d in PACKAGE_UNIT_DIRS
+                 if (rootfs / d / USER_SESSIONS).is_file()), None)
     if unit is None:
         return  # a rootfs from a tarball or DIB without it: nothing waits for it
     text = without_network_order(unit.read_text())
