@@ -82,7 +82,7 @@ def ssh_session(vm: VM, port: int, key: Path) -> Iterator[subprocess.Popen[bytes
     Checks, in the VM, the session's process names that osbuilder-ssh-sessions.service
     looks for, its order after network.target, and that the login prompt did not wait
     for the network: systemd-user-sessions.service is not ordered after network.target
-    (osbuilder/host/stages/units.py: USER_SESSIONS)."""
+    (osbuilder/host/stages/units.py: ORDER_OVERRIDES)."""
     client = subprocess.Popen(
         ["ssh", "-F", "/dev/null", "-i", str(key), "-p", str(port), "-tt",
          "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
@@ -96,7 +96,7 @@ def ssh_session(vm: VM, port: int, key: Path) -> Iterator[subprocess.Popen[bytes
         line = client.stdout.readline()
         assert b"ssh-session-open" in line, line
         # OpenSSH 9.8+ names a session's processes "sshd-session: user@pts/N" and
-        # "sshd-session: user [priv]" (tests/unit/test_user_sessions_order.py)
+        # "sshd-session: user [priv]" (tests/unit/test_unit_order_overrides.py)
         out = vm.shell("ps -eo args | grep '^sshd'; systemctl show --no-pager -p After "
                        "osbuilder-ssh-sessions.service systemd-user-sessions.service")
         assert re.search(r"^sshd-session: osb@pts/\d+\s*$", out, re.M), out
@@ -183,6 +183,24 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         assert after and "local-fs.target" not in after.group(1).split(), unit
         assert {"boot-efi.mount", "data.mount", "etc-rancher.mount", "tmp.mount",
                 "var.mount"} <= set(after.group(1).split()), unit
+        # the login prompt waits for less (osbuilder/host/stages/units.py): sysinit.target
+        # not for resolved or timesyncd (/etc's copies of their units), k3s for timesyncd's
+        # clock (time-set.target), and those two had a small CPU share while the system
+        # started (StartupCPUWeight=, through the cpu controller), the default once started
+        out = vm.shell("timeout 300 systemctl is-system-running --wait >/dev/null; "
+                       "systemctl show --no-pager -p Before -p StartupCPUWeight "
+                       "systemd-resolved.service systemd-timesyncd.service; "
+                       "systemctl show --no-pager -p After k3s.service | tr ' ' '\\n'; "
+                       "echo ctl=$(cat /sys/fs/cgroup/system.slice/cgroup.subtree_control); "
+                       "echo weight=$(cat /sys/fs/cgroup/system.slice/"
+                       "systemd-resolved.service/cpu.weight)")
+        befores = re.findall(r"^Before=(.*)$", out, re.M)
+        assert len(befores) == 2 and not any("sysinit.target" in b.split() for b in befores), out
+        assert "network.target" in befores[0].split(), out  # the rest of the order is kept
+        assert len(re.findall(r"^StartupCPUWeight=10\s*$", out, re.M)) == 2, out
+        assert re.search(r"^time-set\.target\s*$", out, re.M), out
+        assert re.search(r"^ctl=.*\bcpu\b", out, re.M), out
+        assert re.search(r"^weight=100\s*$", out, re.M), out
         # the initramfs mounted /tmp and the API file systems systemd has units for
         # (scripts/local-bottom/osbuilder): each unit active, its mount command never run
         # (systemctl show's ExecMount= keeps a start_time once it ran), /tmp with

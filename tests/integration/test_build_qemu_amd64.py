@@ -21,6 +21,7 @@ import pytest
 
 from osbuilder.host.download import sha256_file
 from osbuilder.host.stages import ROOT_STAGES, agent_modules
+from osbuilder.host.stages.units import BACKGROUND_AT_STARTUP, DROPIN, STARTUP_WEIGHT
 from osbuilder.shared.errors import ExitCode
 from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT, verdict_record
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
@@ -163,7 +164,7 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     # the gettys' systemd-user-sessions.service does not wait for network.target: /etc's
     # copy of Debian's unit without it; SSH sessions end before the network at shutdown
     # through osbuilder-ssh-sessions.service, enabled (osbuilder/host/stages/units.py:
-    # USER_SESSIONS; tests/e2e/test_agent_qemu_amd64.py checks both in the VM)
+    # ORDER_OVERRIDES; tests/e2e/test_agent_qemu_amd64.py checks both in the VM)
     packaged = squash_read(img, root_a, "usr/lib/systemd/system/systemd-user-sessions.service",
                            tmp_path).decode()
     override = squash_read(img, root_a, "etc/systemd/system/systemd-user-sessions.service",
@@ -171,6 +172,19 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
     assert re.search(r"^After=.*\bnetwork\.target\b", packaged, re.M), packaged
     assert not re.search(r"^After=.*\bnetwork\.target\b", override, re.M), override
     assert "\nExecStart=/usr/lib/systemd/systemd-user-sessions start\n" in override
+    # sysinit.target does not wait for resolved or timesyncd (/etc's copies without it),
+    # which, with networkd, dbus and logind, get a small CPU share while the system starts
+    # (ORDER_OVERRIDES, BACKGROUND_AT_STARTUP)
+    for name in ("systemd-resolved.service", "systemd-timesyncd.service"):
+        packaged = squash_read(img, root_a, f"usr/lib/systemd/system/{name}", tmp_path).decode()
+        override = squash_read(img, root_a, f"etc/systemd/system/{name}", tmp_path).decode()
+        assert re.search(r"^Before=.*\bsysinit\.target\b", packaged, re.M), packaged
+        assert not re.search(r"^Before=.*\bsysinit\.target\b", override, re.M), override
+        assert f"\nExecStart=!!/usr/lib/systemd/{name.removesuffix('.service')}\n" in override
+    for name in BACKGROUND_AT_STARTUP:
+        dropin = squash_read(img, root_a, f"usr/lib/systemd/system/{name}.d/{DROPIN}",
+                             tmp_path).decode()
+        assert f"\nStartupCPUWeight={STARTUP_WEIGHT}\n" in dropin, name
     wants = "etc/systemd/system/multi-user.target.wants/osbuilder-ssh-sessions.service"
     assert squash_extract(img, root_a, wants, tmp_path).readlink() == Path(
         "/usr/lib/systemd/system/osbuilder-ssh-sessions.service")

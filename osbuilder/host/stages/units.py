@@ -1,7 +1,7 @@
 """Stage units: create sysusers.d users; enable/disable units as the preset files list
 (overlay layers each bring their own, e.g. the MBR layer's data partition growth); mask
-the generators and units a node does not want; let logins open before the network is
-up (USER_SESSIONS)."""
+the generators and units a node does not want; let the login prompt wait for less
+(ORDER_OVERRIDES, BACKGROUND_AT_STARTUP)."""
 
 from __future__ import annotations
 
@@ -56,20 +56,40 @@ MASKED_UNITS = ("systemd-repart.service", "systemd-remount-fs.service",
 # start beside the boot's own under emulation. An entry a config writes to /etc/binfmt.d
 # still starts it.
 DROPPED_FILES = ("usr/lib/binfmt.d/python3*.conf",)
-# systemd-user-sessions.service removes /run/nologin at boot, and every getty is ordered
-# after it. Upstream also orders it after network.target (systemd commit 8c85680, for
-# systemd issue 2390) so that at shutdown logind's session scopes, ordered after it, stop
-# before the network, and an SSH client is not left hanging. At boot that made the login
-# prompt wait for the agent's network config and networkd's start (systemd issue 12853):
-# 7-9 s of a first boot under emulation (docs/benchmarks.md). A node has no logind
-# sessions (no pam_systemd), so the order protected nothing here; its SSH sessions end
-# before the network through osbuilder-ssh-sessions.service, which would also cover
-# sessions in logind's scopes (it ends sshd's session processes). The image gets the unit
-# without that order in /etc, which overrides /usr/lib (systemd.unit(5)), written from the
-# package's own unit so that it keeps the rest of Debian's.
+# Package units written to /etc without one order, which overrides /usr/lib
+# (systemd.unit(5)): each copy is made from the package's own unit, so that it keeps the
+# rest of Debian's. (A drop-in cannot take a dependency away.)
+# - systemd-user-sessions.service removes /run/nologin at boot, and every getty is ordered
+#   after it. Upstream also orders it after network.target (systemd commit 8c85680, for
+#   systemd issue 2390) so that at shutdown logind's session scopes, ordered after it,
+#   stop before the network, and an SSH client is not left hanging. At boot that made the
+#   login prompt wait for the agent's network config and networkd's start (systemd issue
+#   12853): 7-9 s of a first boot under emulation (docs/benchmarks.md). A node has no
+#   logind sessions (no pam_systemd), so the order protected nothing here; its SSH
+#   sessions end before the network through osbuilder-ssh-sessions.service, which would
+#   also cover sessions in logind's scopes (it ends sshd's session processes).
+# - systemd-resolved and systemd-timesyncd are Before=sysinit.target upstream, so that
+#   early units can resolve names and find the clock set forward; every unit after
+#   sysinit.target, the gettys among them, waited for their start. On a node nothing
+#   before the network resolves a name (the agent writes resolved's servers and restarts
+#   it), and the units that speak TLS (k3s, k3s-agent, osbuilder-online) are ordered
+#   after time-set.target, which timesyncd reaches once it has set the clock forward to
+#   its saved time (systemd-timesyncd.service(8)): a Pi has no clock of its own.
 USER_SESSIONS = "systemd-user-sessions.service"
-OVERRIDE_NOTE = ("# osbuilder: the package's unit without After=network.target "
-                 "(osbuilder/host/stages/units.py: USER_SESSIONS)")
+ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
+                   ("systemd-resolved.service", "Before", "sysinit.target"),
+                   ("systemd-timesyncd.service", "Before", "sysinit.target"))
+# Units the login prompt does not wait for, given a small share of the CPU while the
+# system starts (StartupCPUWeight=, systemd.resource-control(5); the default weight is
+# 100, and after startup theirs is the default again). Under emulation, and on a Pi with
+# one slow core, the boot is CPU-bound up to the prompt: beside udev's coldplug, which the
+# serial getty waits for (its tty's device unit), these took the CPU the prompt waited for.
+# The network still comes up: networkd after the agent, as before, just later under
+# emulation when udev is still busy.
+BACKGROUND_AT_STARTUP = ("systemd-resolved.service", "systemd-timesyncd.service",
+                         "systemd-networkd.service", "dbus.service", "systemd-logind.service")
+STARTUP_WEIGHT = 10
+DROPIN = "50-osbuilder-startup.conf"
 
 
 def apply_presets(ctx: BuildContext) -> None:
@@ -102,35 +122,55 @@ def apply_presets(ctx: BuildContext) -> None:
     for pattern in DROPPED_FILES:
         for f in ctx.rootfs.glob(pattern):
             f.unlink()
-    write_user_sessions_override(ctx.rootfs)
+    write_order_overrides(ctx.rootfs)
+    write_startup_weights(ctx.rootfs)
 
 
-def write_user_sessions_override(rootfs: Path) -> None:
-    """/etc's copy of USER_SESSIONS without network.target, where the package's unit has it."""
-    unit = next((rootfs / d / USER_SESSIONS for d in PACKAGE_UNIT_DIRS
-                 if (rootfs / d / USER_SESSIONS).is_file()), None)
-    if unit is None:
-        return  # a rootfs from a tarball or DIB without it: nothing waits for it
-    text = without_network_order(unit.read_text())
-    if text is not None:
-        (rootfs / "etc/systemd/system" / USER_SESSIONS).write_text(
-            f"{OVERRIDE_NOTE}\n{text}")
+def write_order_overrides(rootfs: Path) -> None:
+    """/etc's copy of each ORDER_OVERRIDES unit without its order, where the package's
+    unit has it."""
+    for name, key, target in ORDER_OVERRIDES:
+        unit = next((rootfs / d / name for d in PACKAGE_UNIT_DIRS
+                     if (rootfs / d / name).is_file()), None)
+        if unit is None:
+            continue  # a rootfs from a tarball or DIB without it: nothing waits for it
+        text = without_order(unit.read_text(), key, target)
+        if text is not None:
+            (rootfs / "etc/systemd/system" / name).write_text(
+                f"{override_note(key, target)}\n{text}")
 
 
-def without_network_order(unit: str) -> str | None:
-    """unit with network.target taken out of its After= lines (a line left with nothing
-    after it is dropped); None when no After= names it."""
+def override_note(key: str, target: str) -> str:
+    return (f"# osbuilder: the package's unit without {key}={target} "
+            "(osbuilder/host/stages/units.py: ORDER_OVERRIDES)")
+
+
+def without_order(unit: str, key: str, target: str) -> str | None:
+    """unit with target taken out of its key= lines (After, Before, ...; a line left with
+    nothing after it is dropped); None when no such line names it."""
     out, changed = [], False
     for line in unit.splitlines(keepends=True):
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "After" and "network.target" in value.split():
+        k, sep, value = line.partition("=")
+        if sep and k.strip() == key and target in value.split():
             changed = True
-            kept = [v for v in value.split() if v != "network.target"]
+            kept = [v for v in value.split() if v != target]
             if not kept:
                 continue
-            line = f"After={' '.join(kept)}\n"
+            line = f"{key}={' '.join(kept)}\n"
         out.append(line)
     return "".join(out) if changed else None
+
+
+def write_startup_weights(rootfs: Path) -> None:
+    """A drop-in with StartupCPUWeight=STARTUP_WEIGHT for each BACKGROUND_AT_STARTUP unit
+    the image has."""
+    for name in BACKGROUND_AT_STARTUP:
+        if unit_exists(rootfs, name):
+            dropin = rootfs / PACKAGE_UNIT_DIRS[0] / f"{name}.d" / DROPIN
+            dropin.parent.mkdir(parents=True, exist_ok=True)
+            dropin.write_text("# osbuilder: not needed for the login prompt "
+                              "(osbuilder/host/stages/units.py: BACKGROUND_AT_STARTUP)\n"
+                              f"[Service]\nStartupCPUWeight={STARTUP_WEIGHT}\n")
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:

@@ -1,4 +1,6 @@
-"""Logins open before the network is up; SSH sessions still end before it at shutdown.
+"""The login prompt waits for less: logins open before the network is up (SSH sessions
+still end before it at shutdown), sysinit.target no longer waits for systemd-resolved and
+systemd-timesyncd, and the units the prompt does not need get a small CPU share at startup.
 
 The unit below is Debian trixie's systemd-user-sessions.service (systemd 257, read from
 /usr/lib/systemd/system in the qemu-amd64 image built here). Every getty is ordered after
@@ -14,6 +16,12 @@ setproctitle()s itself "sshd-session: user@pts/N" (or "user@notty"), its privile
 monitor "sshd-session: user [priv]", the listener "sshd: /usr/sbin/sshd -D [listener] ..."
 (openssh-portable sshd-session.c and sshd.c); tests/e2e/test_agent_qemu_amd64.py checks
 the real sshd's names through a real session.
+
+systemd-resolved.service and systemd-timesyncd.service below are trixie's too (the same
+image); their Before=sysinit.target is what the copies drop. time-set.target: timesyncd
+sets the clock forward to its saved time before it (systemd-timesyncd.service(8)), so the
+units that speak TLS order themselves after it. StartupCPUWeight= applies while the
+system starts up, CPUWeight= (default 100) afterwards (systemd.resource-control(5)).
 """
 
 from __future__ import annotations
@@ -25,10 +33,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from osbuilder.host.stages.units import (
-    OVERRIDE_NOTE,
+    BACKGROUND_AT_STARTUP,
+    DROPIN,
+    ORDER_OVERRIDES,
+    STARTUP_WEIGHT,
     USER_SESSIONS,
-    without_network_order,
-    write_user_sessions_override,
+    override_note,
+    without_order,
+    write_order_overrides,
+    write_startup_weights,
 )
 from tests.helpers.shipped_units import UNITS_DIR, unit_keys
 
@@ -48,6 +61,34 @@ RemainAfterExit=yes
 ExecStart=/usr/lib/systemd/systemd-user-sessions start
 ExecStop=/usr/lib/systemd/systemd-user-sessions stop
 """
+TRIXIE_RESOLVED_UNIT = """\
+[Unit]
+Description=Network Name Resolution
+DefaultDependencies=no
+After=systemd-sysctl.service systemd-sysusers.service
+Before=sysinit.target network.target nss-lookup.target shutdown.target initrd-switch-root.target
+Conflicts=shutdown.target initrd-switch-root.target
+Wants=nss-lookup.target
+
+[Service]
+ExecStart=!!/usr/lib/systemd/systemd-resolved
+"""
+TRIXIE_TIMESYNCD_UNIT = """\
+[Unit]
+Description=Network Time Synchronization
+DefaultDependencies=no
+After=systemd-sysusers.service
+Before=time-set.target sysinit.target shutdown.target
+Conflicts=shutdown.target
+Wants=time-set.target
+
+[Service]
+ExecStart=!!/usr/lib/systemd/systemd-timesyncd
+"""
+
+
+def without_network_order(unit: str) -> str | None:
+    return without_order(unit, "After", "network.target")
 
 
 def test_debian_unit_loses_network_target_and_nothing_else() -> None:
@@ -92,9 +133,9 @@ def test_override_is_written_to_etc_from_the_package_unit(tmp_path: Path) -> Non
     (tmp_path / "usr/lib/systemd/system").mkdir(parents=True)
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     (tmp_path / "usr/lib/systemd/system" / USER_SESSIONS).write_text(TRIXIE_UNIT)
-    write_user_sessions_override(tmp_path)
+    write_order_overrides(tmp_path)
     text = (tmp_path / "etc/systemd/system" / USER_SESSIONS).read_text()
-    assert text.startswith(OVERRIDE_NOTE + "\n")
+    assert text.startswith(override_note("After", "network.target") + "\n")
     assert "\nAfter=remote-fs.target nss-user-lookup.target home.mount\n" in text
     assert "ExecStart=/usr/lib/systemd/systemd-user-sessions start\n" in text
     # the package's file itself is left as it was
@@ -103,11 +144,53 @@ def test_override_is_written_to_etc_from_the_package_unit(tmp_path: Path) -> Non
 
 def test_no_override_without_the_unit_or_without_the_order(tmp_path: Path) -> None:
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
-    write_user_sessions_override(tmp_path)
+    write_order_overrides(tmp_path)
     (tmp_path / "lib/systemd/system").mkdir(parents=True)
     (tmp_path / "lib/systemd/system" / USER_SESSIONS).write_text("[Unit]\nAfter=a.target\n")
-    write_user_sessions_override(tmp_path)
+    write_order_overrides(tmp_path)
     assert not (tmp_path / "etc/systemd/system" / USER_SESSIONS).exists()
+
+
+def test_resolved_and_timesyncd_lose_sysinit_target_and_nothing_else(tmp_path: Path) -> None:
+    assert ("systemd-resolved.service", "Before", "sysinit.target") in ORDER_OVERRIDES
+    assert ("systemd-timesyncd.service", "Before", "sysinit.target") in ORDER_OVERRIDES
+    (tmp_path / "lib/systemd/system").mkdir(parents=True)  # usrmerge's other spelling
+    (tmp_path / "etc/systemd/system").mkdir(parents=True)
+    for name, text in (("systemd-resolved.service", TRIXIE_RESOLVED_UNIT),
+                       ("systemd-timesyncd.service", TRIXIE_TIMESYNCD_UNIT)):
+        (tmp_path / "lib/systemd/system" / name).write_text(text)
+    write_order_overrides(tmp_path)
+    resolved = (tmp_path / "etc/systemd/system/systemd-resolved.service").read_text()
+    assert resolved == override_note("Before", "sysinit.target") + "\n" + \
+        TRIXIE_RESOLVED_UNIT.replace("Before=sysinit.target network.target",
+                                     "Before=network.target")
+    timesyncd = (tmp_path / "etc/systemd/system/systemd-timesyncd.service").read_text()
+    # still before time-set.target, which the TLS units wait for
+    assert "\nBefore=time-set.target shutdown.target\n" in timesyncd
+    assert "sysinit.target" not in timesyncd.replace(override_note("Before", "sysinit.target"), "")
+
+
+def test_units_that_speak_tls_wait_for_the_clock_set_forward() -> None:
+    for name in ("k3s.service", "k3s-agent.service", "osbuilder-online.service"):
+        assert "time-set.target" in " ".join(unit_keys(name)["After"]).split(), name
+
+
+def test_background_units_get_a_small_share_at_startup_only(tmp_path: Path) -> None:
+    assert {"systemd-resolved.service", "systemd-timesyncd.service",
+            "systemd-networkd.service"} <= set(BACKGROUND_AT_STARTUP)
+    # nothing the prompt waits for: the agent, udev, journald, the gettys
+    assert not {u for u in BACKGROUND_AT_STARTUP
+                if "udev" in u or "getty" in u or "journald" in u or "osbuilder" in u}
+    assert 1 <= STARTUP_WEIGHT < 100
+    units = tmp_path / "usr/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / "systemd-resolved.service").write_text(TRIXIE_RESOLVED_UNIT)
+    write_startup_weights(tmp_path)
+    dropin = (units / "systemd-resolved.service.d" / DROPIN).read_text()
+    assert f"\n[Service]\nStartupCPUWeight={STARTUP_WEIGHT}\n" in dropin
+    assert "\nCPUWeight" not in dropin  # after startup: the default again
+    # a unit the image does not have gets no drop-in (it would be an empty unit's)
+    assert not (units / "systemd-logind.service.d").exists()
 
 
 def test_ssh_sessions_unit_ends_sessions_after_the_network_is_ordered() -> None:
