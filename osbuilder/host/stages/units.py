@@ -81,11 +81,11 @@ ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
                    ("systemd-timesyncd.service", "Before", "sysinit.target"))
 # Units the login prompt does not wait for, given a small share of the CPU while the
 # system starts (StartupCPUWeight=, systemd.resource-control(5); the default weight is
-# 100, and after startup theirs is the default again). Under emulation, and on a Pi with
-# one slow core, the boot is CPU-bound up to the prompt: beside udev's coldplug, which the
-# serial getty waits for (its tty's device unit), these took the CPU the prompt waited for.
-# The network still comes up: networkd after the agent, as before, just later under
-# emulation when udev is still busy.
+# 100, and after startup theirs is the default again). Under emulation, and on a
+# single-core board (Pi Zero, Pi 1), the boot is CPU-bound up to the prompt: beside udev's
+# coldplug, which the serial getty waits for (its tty's device unit), these took the CPU
+# the prompt waited for (docs/benchmarks.md). networkd still starts after the agent, as
+# before; on such a board the network comes up after the prompt rather than before it.
 BACKGROUND_AT_STARTUP = ("systemd-resolved.service", "systemd-timesyncd.service",
                          "systemd-networkd.service", "dbus.service", "systemd-logind.service")
 STARTUP_WEIGHT = 10
