@@ -17,8 +17,9 @@ monitor "sshd-session: user [priv]", the listener "sshd: /usr/sbin/sshd -D [list
 (openssh-portable sshd-session.c and sshd.c); tests/e2e/test_agent_qemu_amd64.py checks
 the real sshd's names through a real session.
 
-systemd-resolved.service and systemd-timesyncd.service below are trixie's too (the same
-image); their Before=sysinit.target is what the copies drop. time-set.target: timesyncd
+systemd-resolved.service and systemd-timesyncd.service below are excerpts of trixie's (the
+same image): their [Unit] order lines as shipped, and ExecStart=; their Before=sysinit.target
+is what the copies drop. time-set.target: timesyncd
 sets the clock forward to its saved time before it (systemd-timesyncd.service(8)), so the
 units that speak TLS order themselves after it. StartupCPUWeight= applies while the
 system starts up, CPUWeight= (default 100) afterwards (systemd.resource-control(5)).
