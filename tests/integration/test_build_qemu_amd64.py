@@ -21,7 +21,12 @@ import pytest
 
 from osbuilder.host.download import sha256_file
 from osbuilder.host.stages import ROOT_STAGES, agent_modules
-from osbuilder.host.stages.units import BACKGROUND_AT_STARTUP, DROPIN, STARTUP_WEIGHT
+from osbuilder.host.stages.units import (
+    BACKGROUND_AT_STARTUP,
+    DROPIN,
+    SHARE_RESET,
+    STARTUP_WEIGHT,
+)
 from osbuilder.shared.errors import ExitCode
 from osbuilder.shared.nodeconfig.judged import BUILD_VERDICT, verdict_record
 from tests.conftest import EPOCH, Build, osbuilder_build, require_build_capability
@@ -185,6 +190,10 @@ def test_root_squashfs_content(qemu_amd64_build: Build, tmp_path: Path) -> None:
         dropin = squash_read(img, root_a, f"usr/lib/systemd/system/{name}.d/{DROPIN}",
                              tmp_path).decode()
         assert f"\nStartupCPUWeight={STARTUP_WEIGHT}\n" in dropin, name
+    reset = squash_read(img, root_a, f"usr/lib/systemd/system/{SHARE_RESET}", tmp_path).decode()
+    assert reset.count("StartupCPUWeight=\n") == len(BACKGROUND_AT_STARTUP), reset
+    assert squash_extract(img, root_a, f"etc/systemd/system/multi-user.target.wants/{SHARE_RESET}",
+                          tmp_path).readlink() == Path(f"/usr/lib/systemd/system/{SHARE_RESET}")
     wants = "etc/systemd/system/multi-user.target.wants/osbuilder-ssh-sessions.service"
     assert squash_extract(img, root_a, wants, tmp_path).readlink() == Path(
         "/usr/lib/systemd/system/osbuilder-ssh-sessions.service")

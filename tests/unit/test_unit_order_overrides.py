@@ -22,7 +22,8 @@ same image): their [Unit] order lines as shipped, and ExecStart=; their Before=s
 is what the copies drop. time-set.target: timesyncd
 sets the clock forward to its saved time before it (systemd-timesyncd.service(8)), so the
 units that speak TLS order themselves after it. StartupCPUWeight= applies while the
-system starts up, CPUWeight= (default 100) afterwards (systemd.resource-control(5)).
+system starts up, CPUWeight= (default 100) afterwards (systemd.resource-control(5)); an
+empty assignment resets a setting (systemd.unit(5)), here through systemctl set-property.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from osbuilder.host.stages.units import (
     BACKGROUND_AT_STARTUP,
     DROPIN,
     ORDER_OVERRIDES,
+    SHARE_RESET,
     STARTUP_WEIGHT,
     USER_SESSIONS,
     override_note,
@@ -192,6 +194,16 @@ def test_background_units_get_a_small_share_at_startup_only(tmp_path: Path) -> N
     assert "\nCPUWeight" not in dropin  # after startup: the default again
     # a unit the image does not have gets no drop-in (it would be an empty unit's)
     assert not (units / "systemd-logind.service.d").exists()
+    # systemd 257 kept the startup weight after startup: SHARE_RESET, enabled, resets it
+    # once the gettys are up, for the units the image has
+    reset = (units / SHARE_RESET).read_text()
+    assert "\nAfter=getty.target\n" in reset and "\nType=oneshot\n" in reset
+    assert re.findall(r"^ExecStart=(.*)$", reset, re.M) == [
+        "/usr/bin/systemctl set-property --runtime systemd-resolved.service StartupCPUWeight="]
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants" / SHARE_RESET
+    assert wants.readlink() == Path("/usr/lib/systemd/system") / SHARE_RESET
+    write_startup_weights(tmp_path)  # again (a cached stage rerun): the same, no error
+    assert wants.readlink() == Path("/usr/lib/systemd/system") / SHARE_RESET
 
 
 def test_ssh_sessions_unit_ends_sessions_after_the_network_is_ordered() -> None:

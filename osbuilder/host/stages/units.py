@@ -86,10 +86,14 @@ ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
 # coldplug, which the serial getty waits for (its tty's device unit), these took the CPU
 # the prompt waited for (docs/benchmarks.md). networkd still starts after the agent, as
 # before; on such a board the network comes up after the prompt rather than before it.
+# systemd should give them their CPUWeight= once startup finishes, but trixie's systemd
+# 257 kept 10 in their cpu.weight on a running node (measured in the e2e server test), so
+# SHARE_RESET resets their startup weight at runtime once the login prompts are up.
 BACKGROUND_AT_STARTUP = ("systemd-resolved.service", "systemd-timesyncd.service",
                          "systemd-networkd.service", "dbus.service", "systemd-logind.service")
 STARTUP_WEIGHT = 10
 DROPIN = "50-osbuilder-startup.conf"
+SHARE_RESET = "osbuilder-startup-share.service"
 
 
 def apply_presets(ctx: BuildContext) -> None:
@@ -163,14 +167,34 @@ def without_order(unit: str, key: str, target: str) -> str | None:
 
 def write_startup_weights(rootfs: Path) -> None:
     """A drop-in with StartupCPUWeight=STARTUP_WEIGHT for each BACKGROUND_AT_STARTUP unit
-    the image has."""
-    for name in BACKGROUND_AT_STARTUP:
-        if unit_exists(rootfs, name):
-            dropin = rootfs / PACKAGE_UNIT_DIRS[0] / f"{name}.d" / DROPIN
-            dropin.parent.mkdir(parents=True, exist_ok=True)
-            dropin.write_text("# osbuilder: not needed for the login prompt "
-                              "(osbuilder/host/stages/units.py: BACKGROUND_AT_STARTUP)\n"
-                              f"[Service]\nStartupCPUWeight={STARTUP_WEIGHT}\n")
+    the image has, and SHARE_RESET, enabled, which resets it once the prompts are up."""
+    units = [n for n in BACKGROUND_AT_STARTUP if unit_exists(rootfs, n)]
+    for name in units:
+        dropin = rootfs / PACKAGE_UNIT_DIRS[0] / f"{name}.d" / DROPIN
+        dropin.parent.mkdir(parents=True, exist_ok=True)
+        dropin.write_text("# osbuilder: not needed for the login prompt "
+                          "(osbuilder/host/stages/units.py: BACKGROUND_AT_STARTUP)\n"
+                          f"[Service]\nStartupCPUWeight={STARTUP_WEIGHT}\n")
+    (rootfs / PACKAGE_UNIT_DIRS[0] / SHARE_RESET).write_text(share_reset_unit(units))
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants" / SHARE_RESET
+    wants.parent.mkdir(parents=True, exist_ok=True)
+    wants.unlink(missing_ok=True)
+    wants.symlink_to(f"/{PACKAGE_UNIT_DIRS[0]}/{SHARE_RESET}")
+
+
+def share_reset_unit(units: list[str]) -> str:
+    """SHARE_RESET: after the gettys, each of units' StartupCPUWeight= reset at runtime
+    (systemctl set-property --runtime: a drop-in under /run), so its CPUWeight= (default
+    100) applies from then on."""
+    resets = "".join(f"ExecStart=/usr/bin/systemctl set-property --runtime {u} "
+                     "StartupCPUWeight=\n" for u in units)
+    return ("# osbuilder: written by osbuilder/host/stages/units.py (SHARE_RESET)\n"
+            "[Unit]\n"
+            "Description=osbuilder: the full CPU share again for the units that let the "
+            "login prompt go first\n"
+            "After=getty.target\n\n"
+            "[Service]\nType=oneshot\n" + resets +
+            "\n[Install]\nWantedBy=multi-user.target\n")
 
 
 def unit_exists(rootfs: Path, unit: str) -> bool:
