@@ -204,6 +204,10 @@ def test_background_units_get_a_small_share_at_startup_only(tmp_path: Path) -> N
     assert wants.readlink() == Path("/usr/lib/systemd/system") / SHARE_RESET
     write_startup_weights(tmp_path)  # again (a cached stage rerun): the same, no error
     assert wants.readlink() == Path("/usr/lib/systemd/system") / SHARE_RESET
+    # none of the units: no reset unit (a oneshot without ExecStart= would not load)
+    bare = tmp_path / "bare"
+    write_startup_weights(bare)
+    assert not bare.exists()
 
 
 def test_ssh_sessions_unit_ends_sessions_after_the_network_is_ordered() -> None:

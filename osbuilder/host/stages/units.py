@@ -81,7 +81,7 @@ ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
                    ("systemd-timesyncd.service", "Before", "sysinit.target"))
 # Units the login prompt does not wait for, given a small share of the CPU while the
 # system starts (StartupCPUWeight=, systemd.resource-control(5); the default weight is
-# 100, and after startup theirs is the default again). Under emulation, and on a
+# 100). Under emulation, and on a
 # single-core board (Pi Zero, Pi 1), the boot is CPU-bound up to the prompt: beside udev's
 # coldplug, which the serial getty waits for (its tty's device unit), these took the CPU
 # the prompt waited for (docs/benchmarks.md). networkd still starts after the agent, as
@@ -169,6 +169,8 @@ def write_startup_weights(rootfs: Path) -> None:
     """A drop-in with StartupCPUWeight=STARTUP_WEIGHT for each BACKGROUND_AT_STARTUP unit
     the image has, and SHARE_RESET, enabled, which resets it once the prompts are up."""
     units = [n for n in BACKGROUND_AT_STARTUP if unit_exists(rootfs, n)]
+    if not units:
+        return  # a rootfs from a tarball or DIB without them: nothing to share or reset
     for name in units:
         dropin = rootfs / PACKAGE_UNIT_DIRS[0] / f"{name}.d" / DROPIN
         dropin.parent.mkdir(parents=True, exist_ok=True)
