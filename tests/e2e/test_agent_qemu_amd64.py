@@ -202,7 +202,7 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         befores = re.findall(r"Before=(.*)$", out, re.M)
         assert len(befores) == 2 and not any("sysinit.target" in b.split() for b in befores), out
         assert "network.target" in befores[0].split(), out  # the rest of the order is kept
-        # reset at runtime: systemctl show prints an unset weight so
+        # reset at runtime: systemctl show prints an unset weight as "[not set]"
         assert len(re.findall(r"StartupCPUWeight=\[not set\]\s*$", out, re.M)) == 2, out
         assert re.search(r"^time-set\.target\s*$", out, re.M), out
         assert re.search(r"^Result=success\s*$", out, re.M), out
