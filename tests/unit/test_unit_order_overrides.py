@@ -116,19 +116,24 @@ def test_nothing_to_change_gives_none() -> None:
     assert without_network_order("") is None
 
 
-@given(st.lists(st.sampled_from(["[Unit]", "After=", "Wants=", "network.target", " ", "a.target",
-                                 "#", "=", "\n", "\t"]), max_size=40).map("".join))
-def test_any_unit_text_keeps_every_line_but_the_order(text: str) -> None:
-    out = without_network_order(text)
+@given(st.lists(st.sampled_from(["[Unit]", "After=", "Before=", "Wants=", "network.target",
+                                 "sysinit.target", " ", "a.target", "#", "=", "\n", "\t"]),
+                max_size=40).map("".join),
+       st.sampled_from([(key, target) for _, key, target in ORDER_OVERRIDES]))
+def test_any_unit_text_keeps_every_line_but_the_order(text: str, order: tuple[str, str]) -> None:
+    key, target = order
+
+    def is_the_order(line: str) -> bool:
+        k, sep, value = line.partition("=")
+        return bool(sep) and k.strip() == key and target in value.split()
+
+    out = without_order(text, key, target)
     if out is None:
+        assert not any(is_the_order(line) for line in text.splitlines())
         return
-    for line in out.splitlines():
-        key, sep, value = line.partition("=")
-        assert not (sep and key.strip() == "After" and "network.target" in value.split())
+    assert not any(is_the_order(line) for line in out.splitlines())
     # every other line is kept, in order
-    kept = [line for line in text.splitlines()
-            if not (line.partition("=")[0].strip() == "After"
-                    and "network.target" in line.partition("=")[2].split())]
+    kept = [line for line in text.splitlines() if not is_the_order(line)]
     assert [line for line in out.splitlines() if line in kept] == kept
 
 

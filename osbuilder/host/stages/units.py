@@ -81,11 +81,11 @@ ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
                    ("systemd-timesyncd.service", "Before", "sysinit.target"))
 # Units the login prompt does not wait for, given a small share of the CPU while the
 # system starts (StartupCPUWeight=, systemd.resource-control(5); the default weight is
-# 100). Under emulation, and on a
-# single-core board (Pi Zero, Pi 1), the boot is CPU-bound up to the prompt: beside udev's
-# coldplug, which the serial getty waits for (its tty's device unit), these took the CPU
-# the prompt waited for (docs/benchmarks.md). networkd still starts after the agent, as
-# before; on such a board the network comes up after the prompt rather than before it.
+# 100). Under emulation, and on a single-core board (Pi Zero, Pi 1), the boot is
+# CPU-bound up to the prompt: beside udev's coldplug, which the serial getty waits for
+# (its tty's device unit), these took the CPU the prompt waited for (docs/benchmarks.md).
+# networkd still starts after the agent, as before; on such a board the network comes up
+# after the prompt rather than before it.
 # systemd should give them their CPUWeight= once startup finishes, but trixie's systemd
 # 257 kept 10 in their cpu.weight on a running node (measured in the e2e server test), so
 # SHARE_RESET resets their startup weight at runtime once the login prompts are up.
