@@ -187,8 +187,9 @@ def test_server_config_applied(qemu_amd64_build: Build, tmp_path: Path) -> None:
         # not for resolved or timesyncd (/etc's copies of their units), k3s for timesyncd's
         # clock (time-set.target), and those two had a small CPU share while the system
         # started (StartupCPUWeight=, through the cpu controller), the default once the
-        # gettys were up (osbuilder-startup-share.service: systemd 257 kept the startup
-        # weight after startup)
+        # gettys were up (osbuilder-startup-share.service: systemd re-applies weights at
+        # the end of startup only to units unit_has_startup_cgroup_constraints() picks,
+        # src/core/cgroup.c, and it does not look at StartupCPUWeight=)
         out = vm.shell("timeout 300 systemctl is-system-running --wait >/dev/null; "
                        "systemctl show --no-pager -p Before -p StartupCPUWeight "
                        "systemd-resolved.service systemd-timesyncd.service; "

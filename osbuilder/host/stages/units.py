@@ -86,9 +86,12 @@ ORDER_OVERRIDES = ((USER_SESSIONS, "After", "network.target"),
 # (its tty's device unit), these took the CPU the prompt waited for (docs/benchmarks.md).
 # networkd still starts after the agent, as before; on such a board the network comes up
 # after the prompt rather than before it.
-# systemd should give them their CPUWeight= once startup finishes, but trixie's systemd
-# 257 kept 10 in their cpu.weight on a running node (measured in the e2e server test), so
-# SHARE_RESET resets their startup weight at runtime once the login prompts are up.
+# systemd.resource-control(5) says CPUWeight= applies once startup finishes, but systemd
+# re-applies weights then only to the units in its startup set, and
+# unit_has_startup_cgroup_constraints() (src/core/cgroup.c), which picks them, checks the
+# Startup IO, cpuset and memory settings, not StartupCPUWeight=. So 10 stayed in their
+# cpu.weight on a running node (seen in the e2e server test), and SHARE_RESET resets the
+# startup weight at runtime once the login prompts are up.
 BACKGROUND_AT_STARTUP = ("systemd-resolved.service", "systemd-timesyncd.service",
                          "systemd-networkd.service", "dbus.service", "systemd-logind.service")
 STARTUP_WEIGHT = 10
