@@ -127,7 +127,8 @@ test: deps-test venv lint
 		--durations=20 tests
 
 test-all: deps-test venv dib lint
-	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest tests
+	OSB_FUZZ_EXAMPLES=20000 $(VENV)/bin/pytest -n $(TEST_JOBS) --dist loadfile \
+		--no-loadscope-reorder --durations=30 tests
 
 bench: deps-test venv dib
 	$(PY) bench/bench.py

@@ -80,7 +80,9 @@ def build_rootfs(ctx: BuildContext) -> None:
     if tarball.is_file() and not ctx.options.refresh:
         ctx.progress.say(f"    cached rootfs {tarball.name}")
     else:
-        part = tarball.with_name(tarball.name + ".part")
+        # this build's own name: two builds of one board sharing a cache (make image
+        # beside the tests) each write their own and the last rename wins, same bytes
+        part = tarball.with_name(f"{tarball.name}.{os.getpid()}.part")
         ctx.cleanup.callback(part.unlink, missing_ok=True)
         ctx.progress.say(f"    mmdebstrap {ctx.board.suite}/{ctx.board.arch}: "
                          f"{len(ctx.board.all_packages())} packages")
