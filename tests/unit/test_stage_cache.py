@@ -7,7 +7,9 @@ import dataclasses
 import importlib.util
 import os
 import py_compile
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from osbuilder.host.boards import load_board
@@ -18,7 +20,7 @@ from osbuilder.host.secure_boot_keys import SecureBootKeys
 from osbuilder.host.settings import BuildOptions
 from osbuilder.host.stages.initramfs import tree_digest
 from osbuilder.host.stages.node_package import unchecked_pycs
-from osbuilder.host.stages.root_cache import evict, root_key
+from osbuilder.host.stages.root_cache import evict, locked, root_key
 from osbuilder.host.trust_plan import TrustPlan
 
 
@@ -91,6 +93,32 @@ def test_evict_keeps_the_most_recently_used_entries_of_the_board(tmp_path: Path)
     evict(tmp_path, "qemu-amd64", keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [names[2], names[3], names[4], names[5]])
+
+
+def test_locked_waits_while_another_build_holds_the_cache(tmp_path: Path) -> None:
+    """Another build (another process) holding the folder's lock keeps locked() waiting
+    until it lets go: flock(2) locks belong to the open file, and go with its process."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(tmp_path / ".lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline() == "held\n"
+    entered = threading.Event()
+
+    def take() -> None:
+        with locked(tmp_path):
+            entered.set()
+
+    waiter = threading.Thread(target=take)
+    waiter.start()
+    assert not entered.wait(1.0), "entered while the other build held the lock"
+    holder.stdin.close()  # the other build exits: its lock goes with it
+    assert holder.wait(30) == 0
+    assert entered.wait(30), "still waiting after the other build let go"
+    waiter.join(30)
+    evict(tmp_path, "qemu-amd64", keep=0)  # the lock file is no cache entry
+    assert (tmp_path / ".lock").is_file()
 
 
 def test_evict_removes_cached_files_of_the_board_by_their_suffix(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from osbuilder.host.chroot import chroot_run
 from osbuilder.host.context import BuildContext
-from osbuilder.host.stages.root_cache import evict, rootfs_identity
+from osbuilder.host.stages.root_cache import evict, locked, rootfs_identity
 
 INPUTS = ("etc/initramfs-tools", "usr/share/initramfs-tools", "etc/modprobe.d",
           "usr/lib/modprobe.d", "etc/udev", "usr/lib/udev/rules.d", "etc/fstab")
@@ -58,16 +58,21 @@ def build_initramfs(ctx: BuildContext) -> None:
     cache = ctx.options.cache_dir / "stages" / "initramfs"
     cached = cache / f"{ctx.board.name}-{key}.img"
     fresh = ctx.options.rebuild or ctx.options.refresh
-    if key is not None and cached.is_file() and not fresh:
-        shutil.copyfile(cached, initrd)
-        os.utime(cached)
-        ctx.progress.say(f"    {initrd.name}: cached ({cached.name})")
-        return
+    if key is not None and not fresh:
+        with locked(cache):
+            hit = cached.is_file()
+            if hit:
+                shutil.copyfile(cached, initrd)
+                os.utime(cached)
+        if hit:
+            ctx.progress.say(f"    {initrd.name}: cached ({cached.name})")
+            return
     chroot_run(ctx.rootfs, ["update-initramfs", "-c", "-k", ctx.kernel_version], env=ctx.env)
     ctx.progress.say(f"    {initrd.name}: {initrd.stat().st_size / 1e6:.1f} MB")
     if key is not None:
         cache.mkdir(parents=True, exist_ok=True)
         part = cached.with_name(f".{cached.name}.{os.getpid()}")
         shutil.copyfile(initrd, part)
-        os.replace(part, cached)
-        evict(cache, ctx.board.name, KEEP_PER_BOARD, ".img")
+        with locked(cache):
+            os.replace(part, cached)
+            evict(cache, ctx.board.name, KEEP_PER_BOARD, ".img")

@@ -18,6 +18,8 @@ SBOM. --rebuild or --refresh builds the root again (and replaces the entry).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -25,6 +27,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import osbuilder
@@ -104,23 +107,27 @@ def restore_root(ctx: BuildContext) -> None:
         ctx.progress.say("    not cached: the rootfs is only known once built (backend dib)")
         return
     entry = entry_dir(ctx, ctx.root_key)
-    if o.rebuild or o.refresh or not (entry / META).is_file():
+    if o.rebuild or o.refresh:
         return
-    meta = json.loads((entry / META).read_text())
-    tarball = Path(meta.get("rootfs_tar") or "/nonexistent")
-    if not tarball.is_file():  # the SBOM names the rootfs tarball: build the root again
-        ctx.progress.say(f"    cached root {entry.name} without its rootfs tarball: building")
-        return
-    ctx.rootfs_tar = tarball
-    ctx.squashfs = ctx.work / "root.squashfs"
-    copy(entry / "root.squashfs", ctx.squashfs)
-    copy(entry / "manifest.json", ctx.work / f"{ctx.basename}.manifest.json")
+    with locked(entry.parent):
+        if not (entry / META).is_file():
+            return
+        meta = json.loads((entry / META).read_text())
+        tarball = Path(meta.get("rootfs_tar") or "/nonexistent")
+        if not tarball.is_file():  # the SBOM names the rootfs tarball: build the root again
+            ctx.progress.say(f"    cached root {entry.name} without its rootfs tarball: "
+                             "building")
+            return
+        ctx.rootfs_tar = tarball
+        ctx.squashfs = ctx.work / "root.squashfs"
+        copy(entry / "root.squashfs", ctx.squashfs)
+        copy(entry / "manifest.json", ctx.work / f"{ctx.basename}.manifest.json")
+        os.utime(entry)  # most recently used: kept longest
     ctx.rootfs.mkdir()
     # unsquashfs exits 0 when a pattern matches nothing (boards differ in these paths)
     run(["unsquashfs", "-q", "-n", "-d", ctx.rootfs, "-f", ctx.squashfs, *BOOT_SOURCES])
     ctx.kernel_version = meta["kernel_version"]
     ctx.root_cached = True
-    os.utime(entry)  # most recently used: kept longest
     ctx.progress.say(f"    cached root {entry.name}: the stages up to squash are skipped")
 
 
@@ -138,10 +145,23 @@ def store_root(ctx: BuildContext) -> None:
     (tmp / META).write_text(json.dumps({"kernel_version": ctx.kernel_version,
                                         "rootfs_tar": str(ctx.rootfs_tar),
                                         "stored": int(time.time())}) + "\n")
-    shutil.rmtree(entry, ignore_errors=True)  # --rebuild: replace the old entry
-    os.replace(tmp, entry)
-    evict(entry.parent, ctx.board.name)
+    with locked(entry.parent):
+        shutil.rmtree(entry, ignore_errors=True)  # --rebuild: replace the old entry
+        os.replace(tmp, entry)
+        evict(entry.parent, ctx.board.name)
     ctx.progress.say(f"    root stored in the cache ({entry.name})")
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """The cache folder to this build alone while it reads, replaces or evicts entries:
+    builds sharing a cache (`make image` beside `make test-all`, two test workers) would
+    otherwise evict or replace an entry another is copying. Held for copies, never for a
+    stage's work; released when the build exits, however it ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def evict(folder: Path, board: str, keep: int = KEEP_PER_BOARD, suffix: str = "") -> None:
