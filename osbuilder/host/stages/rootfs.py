@@ -81,7 +81,7 @@ def build_rootfs(ctx: BuildContext) -> None:
         ctx.progress.say(f"    cached rootfs {tarball.name}")
     else:
         # this build's own name: two builds of one board sharing a cache (make image
-        # beside the tests) each write their own and the last rename wins, same bytes
+        # beside the tests) each write their own, and the last whole one renamed wins
         part = tarball.with_name(f"{tarball.name}.{os.getpid()}.part")
         ctx.cleanup.callback(part.unlink, missing_ok=True)
         ctx.progress.say(f"    mmdebstrap {ctx.board.suite}/{ctx.board.arch}: "
