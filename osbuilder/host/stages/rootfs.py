@@ -82,6 +82,8 @@ def build_rootfs(ctx: BuildContext) -> None:
     else:
         # this build's own name: two builds of one board sharing a cache (make image
         # beside the tests) each write their own, and the last whole one renamed wins
+        for stale in stale_parts(tarball):
+            stale.unlink(missing_ok=True)
         part = tarball.with_name(f"{tarball.name}.{os.getpid()}.part")
         ctx.cleanup.callback(part.unlink, missing_ok=True)
         ctx.progress.say(f"    mmdebstrap {ctx.board.suite}/{ctx.board.arch}: "
@@ -89,6 +91,27 @@ def build_rootfs(ctx: BuildContext) -> None:
         run(mmdebstrap_argv(ctx, part), env=ctx.env)
         os.replace(part, tarball)
     unpack(ctx, tarball, f"rootfs built for {ctx.board.name}")
+
+
+def stale_parts(tarball: Path) -> list[Path]:
+    """The half-written `<tarball>.<pid>.part` files of builds no longer running (killed
+    before their cleanup ran): hundreds of MB each."""
+    stale = []
+    for part in tarball.parent.glob(f"{tarball.name}.*.part"):
+        pid = part.name[len(tarball.name) + 1:-len(".part")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            stale.append(part)
+    return stale
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 # Mount points other tools leave out of their tarballs (DIB excludes ./proc and ./sys,
