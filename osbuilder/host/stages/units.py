@@ -110,6 +110,8 @@ def apply_presets(ctx: BuildContext) -> None:
             verb, _, unit = line.partition(" ")
             if verb in ("enable", "disable") and unit.strip():
                 verbs[unit.strip()] = verb
+    if write_startup_weights(ctx.rootfs):
+        verbs[SHARE_RESET] = "enable"
     for verb in ("enable", "disable"):
         # a rootfs from a tarball or DIB may lack a unit the presets disable; one
         # systemctl per verb, as each costs seconds under qemu-user on foreign boards
@@ -130,7 +132,6 @@ def apply_presets(ctx: BuildContext) -> None:
         for f in ctx.rootfs.glob(pattern):
             f.unlink()
     write_order_overrides(ctx.rootfs)
-    write_startup_weights(ctx.rootfs)
 
 
 def write_order_overrides(rootfs: Path) -> None:
@@ -168,12 +169,13 @@ def without_order(unit: str, key: str, target: str) -> str | None:
     return "".join(out) if changed else None
 
 
-def write_startup_weights(rootfs: Path) -> None:
+def write_startup_weights(rootfs: Path) -> bool:
     """A drop-in with StartupCPUWeight=STARTUP_WEIGHT for each BACKGROUND_AT_STARTUP unit
-    the image has, and SHARE_RESET, enabled, which resets it once the prompts are up."""
+    the image has, and SHARE_RESET, which resets it once the prompts are up; True when
+    SHARE_RESET was written (apply_presets enables it with the presets' units)."""
     units = [n for n in BACKGROUND_AT_STARTUP if unit_exists(rootfs, n)]
     if not units:
-        return  # a rootfs from a tarball or DIB without them: nothing to share or reset
+        return False  # a rootfs from a tarball or DIB without them: nothing to reset
     for name in units:
         dropin = rootfs / PACKAGE_UNIT_DIRS[0] / f"{name}.d" / DROPIN
         dropin.parent.mkdir(parents=True, exist_ok=True)
@@ -181,10 +183,7 @@ def write_startup_weights(rootfs: Path) -> None:
                           "(osbuilder/host/stages/units.py: BACKGROUND_AT_STARTUP)\n"
                           f"[Service]\nStartupCPUWeight={STARTUP_WEIGHT}\n")
     (rootfs / PACKAGE_UNIT_DIRS[0] / SHARE_RESET).write_text(share_reset_unit(units))
-    wants = rootfs / "etc/systemd/system/multi-user.target.wants" / SHARE_RESET
-    wants.parent.mkdir(parents=True, exist_ok=True)
-    wants.unlink(missing_ok=True)
-    wants.symlink_to(f"/{PACKAGE_UNIT_DIRS[0]}/{SHARE_RESET}")
+    return True
 
 
 def share_reset_unit(units: list[str]) -> str:
